@@ -1,0 +1,55 @@
+"""Expanding registry entries into test cases: entries x modes x hardware, sorted, stable ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .hardware import PREFERENCE, Hardware
+from .registry import ModelEntry
+from .runners import MODES
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Case:
+    """One generated test: a model, a mode and a device label."""
+
+    entry: ModelEntry
+    mode: str
+    hardware: str  #: device label (cpu, cuda, cuda1, ov-gpu, ...)
+
+    @property
+    def id(self) -> str:
+        return f"{self.entry.key}-{self.mode}-{self.hardware}"
+
+
+def _base(label: str) -> str:
+    return label.rstrip("0123456789")
+
+
+def hardware_for_mode(mode: str, settings: Settings, hardware: Hardware) -> tuple[str, ...]:
+    """The device labels `mode` is generated for under the user's hardware selection."""
+    supported = MODES[mode].hardware
+    present = [label for label in hardware.labels if _base(label) in supported]
+    if settings.hardware == "cpu":
+        return ("cpu",)
+    if settings.hardware == "all":
+        return tuple(present)
+    if settings.hardware == "list":
+        # An asked-for device that is absent still gets its case, which skips naming it.
+        return tuple(label for label in settings.hardware_list if _base(label) in supported)
+    return (hardware.best(present),)
+
+
+def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware) -> list[Case]:
+    mode_order = {mode: i for i, mode in enumerate(settings.modes)}
+    cases = [
+        Case(entry, mode, label)
+        for entry in entries
+        for mode in settings.modes
+        for label in hardware_for_mode(mode, settings, hardware)
+    ]
+    return sorted(
+        cases, key=lambda c: (c.entry.family, c.entry.key, mode_order[c.mode], PREFERENCE.index(_base(c.hardware)), c.hardware)
+    )

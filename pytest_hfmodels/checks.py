@@ -1,0 +1,78 @@
+"""Behavioural checks on model outputs: assertions that fail when a model or runtime is broken.
+
+Pure functions over plain Python and numpy values, so every runner shares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckFailed
+
+
+def check_fill_mask(predictions: Sequence[Mapping[str, Any]], top_k: int) -> None:
+    if len(predictions) != top_k:
+        raise CheckFailed(f"fill-mask: expected {top_k} predictions, got {len(predictions)}")
+    scores = [float(p["score"]) for p in predictions]
+    if not all(0.0 <= s <= 1.0 for s in scores):
+        raise CheckFailed(f"fill-mask: scores outside [0, 1]: {scores}")
+    if scores != sorted(scores, reverse=True):
+        raise CheckFailed(f"fill-mask: scores not in descending order: {scores}")
+    if not all(isinstance(p.get("token_str"), str) for p in predictions):
+        raise CheckFailed("fill-mask: a prediction has no token string")
+
+
+def check_new_tokens(prompt_length: int, generated_length: int, what: str) -> None:
+    if generated_length <= prompt_length:
+        raise CheckFailed(f"{what}: no new tokens (prompt {prompt_length}, output {generated_length} tokens)")
+
+
+def check_labels(predictions: Sequence[Mapping[str, Any]], id2label: Mapping[Any, str]) -> None:
+    allowed = set(id2label.values())
+    labels = [p["label"] for p in predictions]
+    if not labels or not set(labels) <= allowed:
+        raise CheckFailed(f"image-classification: labels {labels} not all in the config's id2label {sorted(allowed)}")
+    scores = [float(p["score"]) for p in predictions]
+    if not all(0.0 <= s <= 1.0 for s in scores) or scores != sorted(scores, reverse=True):
+        raise CheckFailed(f"image-classification: scores not in [0, 1] and descending: {scores}")
+
+
+def check_transcription(output: Any) -> None:
+    if not isinstance(output, Mapping) or not isinstance(output.get("text"), str):
+        raise CheckFailed(f"automatic-speech-recognition: expected {{'text': str}}, got {output!r:.200}")
+
+
+def sentence_embedding(token_embeddings: Any) -> np.ndarray:
+    """Mean pooling over tokens, then L2 normalisation (what sentence-transformers does)."""
+    tokens = np.asarray(token_embeddings, dtype=np.float64).reshape(-1, np.shape(token_embeddings)[-1])
+    pooled = tokens.mean(axis=0)
+    return pooled / np.linalg.norm(pooled)
+
+
+def check_similarity(embedding_a: np.ndarray, embedding_b: np.ndarray, expected: float, tolerance: float) -> float:
+    cosine = float(np.dot(embedding_a, embedding_b))
+    if abs(cosine - expected) > tolerance:
+        raise CheckFailed(f"feature-extraction: cosine similarity {cosine:.4f}, expected {expected} +- {tolerance}")
+    return cosine
+
+
+def check_finite(name: str, values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        raise CheckFailed(f"{name}: {int((~np.isfinite(values)).sum())} non-finite values")
+
+
+def check_shape(name: str, actual: Sequence[int], expected: Sequence[int | None]) -> None:
+    """`expected` may hold None for a dimension the config does not determine."""
+    ok = len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected, strict=False))
+    if not ok:
+        shown = tuple("?" if e is None else e for e in expected)
+        raise CheckFailed(f"{name}: shape {tuple(actual)}, expected {shown}")
+
+
+def check_identical(name: str, first: np.ndarray, second: np.ndarray) -> None:
+    if first.shape != second.shape or not np.array_equal(first, second):
+        diff = float(np.max(np.abs(first - second))) if first.shape == second.shape else float("nan")
+        raise CheckFailed(f"{name}: two calls on the same input differ (max abs diff {diff:.3g})")

@@ -1,0 +1,146 @@
+"""Result rows as one Arrow table: what a run inserts, and what it spills when it cannot insert.
+
+The same table is bulk-inserted into DuckDB and, when the database cannot be written (locked by
+another process, unreadable), saved as a Parquet spill file beside it. The spill file carries
+the run environment in its metadata, so `ingest_spill` later stores exactly what would have
+been stored. Files are written under a temporary name and renamed, so a reader never sees half
+of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ResultsError
+from .results import Measurement, ResultRow
+from .run_environment import RunEnvironment, scrub_secrets
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Parquet metadata key holding what the spill file is and the run it belongs to
+SPILL_METADATA_KEY = b"hfmodels.spill"
+SPILL_FORMAT = 1
+SPILL_GLOB = "spill-*.parquet"
+
+ROW_FIELDS = tuple(f for f in dataclasses.fields(ResultRow) if f.name != "measurement")
+MEASUREMENT_FIELDS = dataclasses.fields(Measurement)
+
+
+def _arrow_type(annotation: object) -> pa.DataType:
+    import pyarrow as pa
+
+    # results.py uses postponed annotations, so field types arrive as text like "int | None".
+    base = str(annotation).replace(" | None", "").strip()
+    types: dict[str, pa.DataType] = {"str": pa.string(), "float": pa.float64(), "int": pa.int64(),
+                                     "bool": pa.bool_()}
+    if base not in types:
+        raise TypeError(f"no Arrow type for a result field annotated {annotation!r}")
+    return types[base]
+
+
+def row_schema() -> pa.Schema:
+    """Arrow schema of flattened rows: ResultRow fields, then Measurement fields."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, _arrow_type(f.type)) for f in (*ROW_FIELDS, *MEASUREMENT_FIELDS)])
+
+
+def rows_table(rows: Iterable[ResultRow]) -> pa.Table:
+    """Rows as an Arrow table, one per case id (the last wins), with secrets scrubbed from text."""
+    import pyarrow as pa
+
+    schema = row_schema()
+    text_columns = {field.name for field in schema if pa.types.is_string(field.type)}
+    by_case = {row.case_id: row for row in rows}
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for row in by_case.values():
+        for field in ROW_FIELDS:
+            columns[field.name].append(getattr(row, field.name))
+        for field in MEASUREMENT_FIELDS:
+            columns[field.name].append(getattr(row.measurement, field.name))
+    for name in text_columns:
+        columns[name] = [scrub_secrets(value) for value in columns[name]]
+    return pa.table(columns, schema=schema)
+
+
+@dataclass(frozen=True)
+class SpillFile:
+    """The contents of one spill file."""
+
+    path: Path
+    kind: str  #: "run" (a test run's rows) or "onnx_conversion"
+    table: pa.Table
+    environment: RunEnvironment | None  #: set for kind "run"
+    exit_status: int | None
+
+
+def _spill_name(now: datetime) -> str:
+    return f"spill-{now.strftime('%Y%m%dT%H%M%S%fZ')}-{os.getpid()}.parquet"
+
+
+def write_spill(
+    directory: Path, table: pa.Table, *, kind: str, environment: RunEnvironment | None = None,
+    exit_status: int | None = None,
+) -> Path:
+    """Save `table` as a new spill file in `directory`; returns its path."""
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / _spill_name(datetime.now(timezone.utc))
+    description = {
+        "format": SPILL_FORMAT,
+        "kind": kind,
+        "environment": environment.to_dict() if environment else None,
+        "exit_status": exit_status,
+    }
+    metadata = dict(table.schema.metadata or {})
+    metadata[SPILL_METADATA_KEY] = json.dumps(description).encode()
+    # A leading dot keeps the half-written file out of `spill-*.parquet` globs.
+    temporary = directory / f".{target.name}.tmp"
+    try:
+        pq.write_table(table.replace_schema_metadata(metadata), temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ResultsError(f"{target}: could not write the spill file: {exc}") from exc
+    return target
+
+
+def read_spill(path: Path) -> SpillFile:
+    """Read a spill file written by `write_spill`; errors name the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"{path}: not a readable spill file: {exc}") from exc
+    raw = (table.schema.metadata or {}).get(SPILL_METADATA_KEY)
+    if raw is None:
+        raise ResultsError(f"{path}: not a pytest-hfmodels spill file (no {SPILL_METADATA_KEY.decode()} metadata)")
+    description: Mapping[str, Any] = json.loads(raw)
+    if description.get("format") != SPILL_FORMAT:
+        raise ResultsError(f"{path}: spill format {description.get('format')!r} is not {SPILL_FORMAT}")
+    environment = description.get("environment")
+    return SpillFile(
+        path=path,
+        kind=str(description["kind"]),
+        table=table.replace_schema_metadata(None),
+        environment=RunEnvironment.from_dict(environment) if environment else None,
+        exit_status=description.get("exit_status"),
+    )
+
+
+def pending_spills(db_path: Path) -> list[Path]:
+    """Spill files waiting beside a database, oldest first."""
+    return sorted(db_path.parent.glob(SPILL_GLOB))

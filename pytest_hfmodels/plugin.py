@@ -1,0 +1,151 @@
+"""The pytest plugin (entry point `hfmodels`): options, hooks, and nothing else.
+
+Hooks translate between pytest and the plain modules: a bad option or registry becomes a
+`pytest.UsageError` (exit code 4), everything else is delegated. Loading this module imports
+no torch, transformers, onnxruntime or openvino.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import fixtures
+from .errors import OptionError, RegistryError, SelectionError
+from .hardware import parse_hardware_list
+from .registry import as_table
+from .results import USER_PROPERTY
+from .runners import MODES
+from .session import PluginSession
+from .settings import MODEL_SETS, build_settings
+from .state import CASE_RECORD_KEY, SESSION_KEY, WORKERINPUT_HARDWARE, plugin_session
+
+# Fixtures are found as attributes of the plugin module.
+hf_session = fixtures.hf_session
+hf_hardware = fixtures.hf_hardware
+hf_case = fixtures.hf_case
+hf_record = fixtures.hf_record
+hf_device = fixtures.hf_device
+hf_model_files = fixtures.hf_model_files
+hf_model_path = fixtures.hf_model_path
+hf_runner = fixtures.hf_runner
+
+SUITE_PATH = Path(__file__).parent / "suite" / "test_models.py"
+
+
+def _hardware_option(value: str) -> str:
+    try:
+        parse_hardware_list(value)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hfmodels", "Hugging Face model tests (pytest-hfmodels)")
+    group.addoption("--hf-family", action="append", metavar="NAME", help="families to test (repeatable, comma lists)")
+    group.addoption("--hf-model", action="append", metavar="KEY", help="model keys to test (repeatable, comma lists)")
+    group.addoption("--hf-set", choices=MODEL_SETS, help="model set: small (default), key or all")
+    group.addoption("--hf-mode", action="append", metavar="MODES",
+                    help=f"modes, comma list: {', '.join(MODES)} (default pipeline,from_pretrained)")
+    group.addoption("--all-hardware", dest="hf_all_hardware", action="store_true", help="every detected device")
+    group.addoption("--cpu-only", dest="hf_cpu_only", action="store_true", help="the cpu only")
+    group.addoption("--hf-hardware", type=_hardware_option, metavar="LIST",
+                    help="devices, comma list (cpu, cuda, cuda1, rocm, mps, ov-gpu, ov-npu)")
+    group.addoption("--hf-list-models", action="store_true", help="print the registries as a table and exit")
+    group.addoption("--hf-registry", action="append", metavar="DIR", help="extra registry folder (repeatable)")
+    group.addoption("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
+    group.addoption("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
+    parser.addini("hf_families", "default families to test", type="args", default=[])
+    parser.addini("hf_models", "default model keys to test", type="args", default=[])
+    parser.addini("hf_set", "default model set (small, key, all)", default="")
+    parser.addini("hf_modes", "default modes, comma list", default="")
+    parser.addini("hf_hardware", "default devices, comma list", default="")
+    parser.addini("hf_registry_dirs", "extra registry folders, relative to the rootdir", type="args", default=[])
+    parser.addini("hf_cache_dir", "cache for tiny models and conversions", default="")
+    parser.addini("hf_offline", "never reach the Hub (true/false)", default="false")
+
+
+def _new_session(config: pytest.Config) -> PluginSession:
+    try:
+        settings = build_settings(config.getoption, config.getini, config.rootpath, MODES)
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    workerinput = getattr(config, "workerinput", {})
+    return PluginSession(settings, hardware_dicts=workerinput.get(WORKERINPUT_HARDWARE))
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("hf_list_models"):
+        return None
+    session = _new_session(config)
+    try:
+        s = session.settings
+        print(as_table(session.registry.select(s.families, s.models, "all" if s.model_set == "small" and
+                                               not config.getoption("hf_set") else s.model_set)))
+    except (RegistryError, SelectionError) as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hfmodels: a generated Hugging Face model case")
+    session = _new_session(config)
+    config.stash[SESSION_KEY] = session
+    if session.settings.suite_requested or session.settings.registry_dirs:
+        try:
+            _ = session.cases  # validate registries and selection now: a usage error, not a collection error
+        except (RegistryError, SelectionError) as exc:
+            raise pytest.UsageError(str(exc)) from exc
+    if session.settings.suite_requested and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(SUITE_PATH)]
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(), "hfmodels-xdist")
+
+
+class XdistHooks:
+    """Registered only when pytest-xdist is installed (its hook would be unknown otherwise)."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[WORKERINPUT_HARDWARE] = plugin_session(node.config).hardware.to_dicts()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = plugin_session(config)
+    if not (session.settings.suite_requested or session.hardware_detected):
+        return []
+    return ["hfmodels hardware:", *session.hardware.header_lines()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "hf_case" not in metafunc.fixturenames:
+        return
+    cases = plugin_session(metafunc.config).cases
+    params = [
+        pytest.param(case, id=case.id, marks=[pytest.mark.hfmodels, pytest.mark.xdist_group(case.entry.key)])
+        for case in cases
+    ]
+    metafunc.parametrize("hf_case", params, indirect=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    record = item.stash.get(CASE_RECORD_KEY, None)
+    if record is not None and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        error = call.excinfo.value if call.excinfo is not None and report.failed else None
+        skip_reason = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else None
+        worker = getattr(item.config, "workerinput", {}).get("workerid", "main")
+        row = record.to_row(item.nodeid, report.outcome, call.duration, error, skip_reason, worker)
+        report.user_properties.append((USER_PROPERTY, row.to_dict()))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.runners.close()

@@ -1,0 +1,63 @@
+"""Runners: one module per mode behind one protocol, resolved lazily by mode name.
+
+Adding a mode is one module exposing `RUNNER` (a class implementing `Runner`) and one line in
+`MODES`. This package never imports torch or a runtime at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..hardware import Device
+from ..registry import ModelEntry
+
+
+@dataclass(frozen=True)
+class ModeInfo:
+    """What the plugin needs to know about a mode before importing it."""
+
+    name: str
+    module: str  #: module defining RUNNER
+    hardware: tuple[str, ...]  #: device kinds the mode can run on (base labels)
+    packages: tuple[str, ...]  #: importable modules the mode needs
+
+
+MODES: dict[str, ModeInfo] = {
+    info.name: info
+    for info in (
+        ModeInfo("pipeline", f"{__name__}.pipeline", ("cpu", "cuda", "rocm", "mps"), ("torch", "transformers")),
+        ModeInfo("from_pretrained", f"{__name__}.from_pretrained", ("cpu", "cuda", "rocm", "mps"),
+                 ("torch", "transformers")),
+    )
+}
+
+
+class Runner(Protocol):
+    """load(path, hardware) -> make_inputs() -> infer(inputs) -> check(inputs, outputs)."""
+
+    mode: str
+
+    def __init__(self, entry: ModelEntry, device: Device) -> None: ...
+
+    def load(self, model_dir: Path) -> None:
+        """Load the model from `model_dir` onto the device."""
+
+    def make_inputs(self, batch_size: int = 1) -> Any:
+        """Inputs for one inference, made by the model's own tokenizer or processor."""
+
+    def infer(self, inputs: Any) -> Any:
+        """One inference; returns the outputs `check` expects."""
+
+    def check(self, inputs: Any, outputs: Any) -> None:
+        """Assert behaviour that could fail; raise CheckFailed if it does not hold."""
+
+    def close(self) -> None:
+        """Release the model and any device memory it holds."""
+
+
+def runner_class(mode: str) -> type[Runner]:
+    cls: type[Runner] = importlib.import_module(MODES[mode].module).RUNNER
+    return cls

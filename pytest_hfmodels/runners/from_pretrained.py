@@ -1,0 +1,103 @@
+"""Mode `from_pretrained`: the registry's model class, one forward pass, shape and value checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import checks
+from ..hardware import Device
+from ..registry import ModelEntry
+from .inputs import SAMPLE_TEXT, image_size, sample_audio, sample_image, torch_device
+
+
+class FromPretrainedRunner:
+    mode = "from_pretrained"
+
+    def __init__(self, entry: ModelEntry, device: Device) -> None:
+        self.entry = entry
+        self.device = device
+        self.model: Any = None
+        self.preprocessor: Any = None
+
+    def load(self, model_dir: Path) -> None:
+        import transformers
+
+        transformers.logging.disable_progress_bar()
+        model_class = getattr(transformers, self.entry.architecture)
+        self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
+        loaders = {
+            "text": transformers.AutoTokenizer,
+            "vision": transformers.AutoImageProcessor,
+            "audio": transformers.AutoFeatureExtractor,
+        }
+        self.preprocessor = loaders.get(self.entry.modality, transformers.AutoProcessor).from_pretrained(model_dir)
+        if self.entry.modality == "text" and self.preprocessor.pad_token is None:
+            # Causal LMs ship without a pad token; batching needs one, and eos is the usual choice.
+            self.preprocessor.pad_token = self.preprocessor.eos_token
+
+    def make_inputs(self, batch_size: int = 1) -> dict[str, Any]:
+        import torch
+
+        config = self.model.config
+        if self.entry.modality == "text":
+            encoded = dict(self.preprocessor([SAMPLE_TEXT] * batch_size, return_tensors="pt", padding=True))
+        elif self.entry.modality == "vision":
+            height, width = image_size(config)
+            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            encoded = dict(self.preprocessor(images=images, return_tensors="pt"))
+        else:
+            rate = self.preprocessor.sampling_rate
+            encoded = dict(self.preprocessor([sample_audio(rate)] * batch_size, sampling_rate=rate, return_tensors="pt"))
+            encoded.pop("attention_mask", None)
+        if getattr(config, "is_encoder_decoder", False):
+            start = config.decoder_start_token_id
+            encoded["decoder_input_ids"] = torch.full((batch_size, 2), start, dtype=torch.long)
+        target = torch_device(self.device)
+        return {name: value.to(target) for name, value in encoded.items()}
+
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+        return {name: value.detach().float().cpu().numpy() for name, value in outputs.items() if torch.is_tensor(value)}
+
+    def check(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        batch = next(iter(inputs.values())).shape[0]
+        for name, expected in self._expected_shapes(inputs, batch).items():
+            if name not in outputs:
+                raise checks.CheckFailed(f"from_pretrained: output {name!r} missing (got {sorted(outputs)})")
+            checks.check_shape(f"{self.entry.architecture}.{name}", outputs[name].shape, expected)
+        for name, values in outputs.items():
+            checks.check_finite(f"{self.entry.architecture}.{name}", values)
+        again = self.infer(inputs)
+        for name, values in outputs.items():
+            checks.check_identical(f"{self.entry.architecture}.{name}", values, again[name])
+
+    def _expected_shapes(self, inputs: dict[str, Any], batch: int) -> dict[str, tuple[int | None, ...]]:
+        """Output shapes that follow from the config and the input."""
+        config = self.model.config
+        if "decoder_input_ids" in inputs:
+            length: int | None = inputs["decoder_input_ids"].shape[1]
+        elif "input_ids" in inputs:
+            length = inputs["input_ids"].shape[1]
+        elif self.entry.modality == "vision" and hasattr(config, "patch_size"):
+            height, width = image_size(config)
+            length = (height // config.patch_size) * (width // config.patch_size) + 1
+        else:
+            length = None
+        shapes: dict[str, tuple[int | None, ...]] = {}
+        if self.entry.architecture.endswith(("ForImageClassification", "ForSequenceClassification")):
+            shapes["logits"] = (batch, config.num_labels)
+        elif self.entry.architecture.endswith(("ForMaskedLM", "LMHeadModel", "ForCausalLM", "ForConditionalGeneration")):
+            shapes["logits"] = (batch, length, config.vocab_size)
+        else:
+            shapes["last_hidden_state"] = (batch, length, config.hidden_size)
+        return shapes
+
+    def close(self) -> None:
+        self.model = self.preprocessor = None
+
+
+RUNNER = FromPretrainedRunner

@@ -1,0 +1,44 @@
+"""Sample inputs per modality and the torch device string of a detected device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hardware import Device
+
+SAMPLE_TEXT = "Paris is the capital of France."
+SAMPLE_PROMPT = "Hello world, this is"
+SAMPLE_TEXT2TEXT = "Translate English to German: the house is wonderful."
+
+
+def torch_device(device: Device) -> str:
+    if device.kind in ("cuda", "rocm"):  # ROCm builds of torch expose HIP devices as "cuda"
+        return f"cuda:{device.index}"
+    if device.kind == "mps":
+        return "mps"
+    return "cpu"
+
+
+def sample_image(height: int, width: int, seed: int = 0) -> Any:
+    """A deterministic RGB image (PIL) of the given size."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def sample_audio(sampling_rate: int, seconds: float = 1.0) -> Any:
+    """A 440 Hz tone with a little noise, float32 in [-1, 1]."""
+    import numpy as np
+
+    t = np.arange(int(sampling_rate * seconds), dtype=np.float32) / sampling_rate
+    noise = np.random.default_rng(0).normal(0, 0.01, t.shape).astype(np.float32)
+    return (0.5 * np.sin(2 * np.pi * 440.0 * t) + noise).astype(np.float32)
+
+
+def image_size(config: Any, processor: Any = None) -> tuple[int, int]:
+    size = getattr(config, "image_size", None) or 224
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)

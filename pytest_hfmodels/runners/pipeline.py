@@ -1,0 +1,125 @@
+"""Mode `pipeline`: the family's task through `transformers.pipeline`, with task-specific checks.
+
+transformers 5 removed the text2text-generation pipeline, so that task runs the model's own
+tokenizer and `generate`, which is what the pipeline did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import checks
+from ..errors import CheckFailed
+from ..hardware import Device
+from ..registry import ModelEntry
+from .inputs import SAMPLE_PROMPT, SAMPLE_TEXT, SAMPLE_TEXT2TEXT, image_size, sample_audio, sample_image, torch_device
+
+_MAX_NEW_TOKENS = 8
+_TOP_K = 3
+
+
+class PipelineRunner:
+    mode = "pipeline"
+
+    def __init__(self, entry: ModelEntry, device: Device) -> None:
+        self.entry = entry
+        self.device = device
+        self.pipe: Any = None
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    def load(self, model_dir: Path) -> None:
+        import transformers
+
+        transformers.logging.disable_progress_bar()
+        if self.entry.task == "text2text-generation":
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+            model_class = getattr(transformers, self.entry.architecture)
+            self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
+            return
+        self.pipe = transformers.pipeline(self.entry.task, model=str(model_dir), device=torch_device(self.device))
+
+    def make_inputs(self, batch_size: int = 1) -> Any:
+        task = self.entry.task
+        if task == "fill-mask":
+            return [SAMPLE_TEXT.replace("capital", self.pipe.tokenizer.mask_token)] * batch_size
+        if task == "text-generation":
+            return [SAMPLE_PROMPT] * batch_size
+        if task == "text2text-generation":
+            encoded = self.tokenizer([SAMPLE_TEXT2TEXT] * batch_size, return_tensors="pt", padding=True)
+            return encoded.to(torch_device(self.device))
+        if task == "feature-extraction":
+            similarity = self.entry.expect.get("similarity")
+            return list(similarity["sentences"]) if similarity else [SAMPLE_TEXT] * batch_size
+        if task == "image-classification":
+            height, width = image_size(self.pipe.model.config)
+            return [sample_image(height, width, seed=i) for i in range(batch_size)]
+        if task == "automatic-speech-recognition":
+            rate = self.pipe.feature_extractor.sampling_rate
+            return [{"raw": sample_audio(rate), "sampling_rate": rate} for _ in range(batch_size)]
+        raise CheckFailed(f"pipeline: no sample input for task {task!r}; use the from_pretrained mode")
+
+    def infer(self, inputs: Any) -> Any:
+        task = self.entry.task
+        if task == "text2text-generation":
+            import torch
+
+            with torch.inference_mode():
+                return self.model.generate(**inputs, max_new_tokens=_MAX_NEW_TOKENS, do_sample=False)
+        if task == "fill-mask":
+            return self.pipe(inputs, top_k=_TOP_K)
+        if task == "text-generation":
+            return self.pipe(inputs, max_new_tokens=_MAX_NEW_TOKENS, do_sample=False, return_tensors=True)
+        if task == "image-classification":
+            return self.pipe(inputs, top_k=min(_TOP_K, len(self.pipe.model.config.id2label)))
+        if task == "automatic-speech-recognition":
+            return self.pipe(inputs, generate_kwargs={"max_new_tokens": _MAX_NEW_TOKENS})
+        return self.pipe(inputs)
+
+    def check(self, inputs: Any, outputs: Any) -> None:
+        task = self.entry.task
+        if task == "fill-mask":
+            for predictions in _per_input(outputs, len(inputs)):
+                checks.check_fill_mask(predictions, _TOP_K)
+        elif task == "text-generation":
+            prompt_length = len(self.pipe.tokenizer(inputs[0])["input_ids"])
+            for generated in _per_input(outputs, len(inputs)):
+                checks.check_new_tokens(prompt_length, len(generated[0]["generated_token_ids"]), "text-generation")
+        elif task == "text2text-generation":
+            # generate() output starts with the decoder start token: anything beyond it is new.
+            checks.check_new_tokens(1, int(outputs.shape[-1]), "text2text-generation (generate)")
+        elif task == "image-classification":
+            for predictions in _per_input(outputs, len(inputs)):
+                checks.check_labels(predictions, self.pipe.model.config.id2label)
+        elif task == "automatic-speech-recognition":
+            for transcription in outputs:
+                checks.check_transcription(transcription)
+        elif task == "feature-extraction":
+            self._check_embeddings(outputs)
+
+    def _check_embeddings(self, outputs: Any) -> None:
+        import numpy as np
+
+        hidden = self.pipe.model.config.hidden_size
+        for tokens in outputs:
+            array = np.asarray(tokens, dtype=np.float32)
+            checks.check_shape("feature-extraction", array.shape, (1, None, hidden))
+            checks.check_finite("feature-extraction", array)
+        similarity = self.entry.expect.get("similarity")
+        if similarity:
+            first, second = (checks.sentence_embedding(o) for o in outputs[:2])
+            checks.check_similarity(first, second, float(similarity["cosine"]), float(similarity["tolerance"]))
+
+    def close(self) -> None:
+        self.pipe = self.model = self.tokenizer = None
+
+
+def _per_input(outputs: Any, count: int) -> list[Any]:
+    """One result per input: some pipelines unwrap the result of a one-element input list."""
+    if count == 1 and not (isinstance(outputs, list) and outputs and isinstance(outputs[0], list)):
+        return [outputs]
+    return list(outputs)
+
+
+RUNNER = PipelineRunner

@@ -1,0 +1,95 @@
+"""Frozen run settings, built from command-line options, their ini twins and the environment.
+
+`pytest.Config` is read through a small `getoption` / `getini` pair so this module stays free of
+pytest imports and of I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import OptionError
+from .hardware import parse_hardware_list
+
+MODEL_SETS = ("small", "key", "all")
+DEFAULT_MODES = ("pipeline", "from_pretrained")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user asked for; every field has one meaning and one source of truth."""
+
+    families: tuple[str, ...]
+    models: tuple[str, ...]
+    model_set: str
+    modes: tuple[str, ...]
+    hardware: str  #: best | all | cpu | list
+    hardware_list: tuple[str, ...]  #: with hardware == "list"
+    registry_dirs: tuple[Path, ...]
+    cache_dir: Path | None
+    offline: bool
+    list_models: bool
+    #: a selection option was given: run the built-in generated suite
+    suite_requested: bool
+
+
+def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Flatten repeated options and comma lists: ["a,b", "c"] -> ("a", "b", "c")."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    items: list[str] = []
+    for value in values:
+        items.extend(part.strip() for part in str(value).replace("\n", ",").split(",") if part.strip())
+    return tuple(dict.fromkeys(items))
+
+
+def build_settings(
+    getoption: Callable[[str], Any], getini: Callable[[str], Any], rootdir: Path, known_modes: Iterable[str]
+) -> Settings:
+    families = split_list(getoption("hf_family")) or split_list(getini("hf_families"))
+    models = split_list(getoption("hf_model")) or split_list(getini("hf_models"))
+    model_set = getoption("hf_set") or getini("hf_set") or "small"
+    if model_set not in MODEL_SETS:
+        raise OptionError(f"hf_set: {model_set!r} is not one of {', '.join(MODEL_SETS)}")
+    modes = split_list(getoption("hf_mode")) or split_list(getini("hf_modes")) or DEFAULT_MODES
+    known = tuple(known_modes)
+    for mode in modes:
+        if mode not in known:
+            raise OptionError(f"--hf-mode: unknown mode {mode!r} (known: {', '.join(known)})")
+
+    all_hw, cpu_only = bool(getoption("hf_all_hardware")), bool(getoption("hf_cpu_only"))
+    listed = getoption("hf_hardware") or getini("hf_hardware")
+    if sum((all_hw, cpu_only, bool(getoption("hf_hardware")))) > 1:
+        raise OptionError("--all-hardware, --cpu-only and --hf-hardware exclude each other: give one")
+    hardware_list = parse_hardware_list(listed) if isinstance(listed, str) and listed else ()
+    hardware = "all" if all_hw else "cpu" if cpu_only else "list" if hardware_list else "best"
+
+    registry_dirs = [Path(d) for d in getoption("hf_registry") or ()]
+    registry_dirs += [_relative_to(rootdir, d) for d in split_list(getini("hf_registry_dirs"))]
+    cache = getoption("hf_cache_dir") or getini("hf_cache_dir")
+    offline = bool(getoption("hf_offline")) or _truthy(getini("hf_offline")) or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+    selection_given = any(
+        getoption(name) for name in ("hf_family", "hf_model", "hf_set", "hf_mode", "hf_all_hardware",
+                                     "hf_cpu_only", "hf_hardware")
+    )
+    return Settings(
+        families=families, models=models, model_set=model_set, modes=modes, hardware=hardware,
+        hardware_list=hardware_list, registry_dirs=tuple(dict.fromkeys(registry_dirs)),
+        cache_dir=Path(cache).expanduser() if cache else None, offline=offline,
+        list_models=bool(getoption("hf_list_models")), suite_requested=selection_given,
+    )
+
+
+def _relative_to(rootdir: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else rootdir / path
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
