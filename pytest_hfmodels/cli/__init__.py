@@ -17,6 +17,7 @@ from ..errors import HFModelsError
 #: command modules, in the order their commands appear in --help
 COMMAND_MODULES: tuple[str, ...] = (
     "registry_cmd",
+    "verify_cmd",
 )
 
 

@@ -1,0 +1,127 @@
+"""The generated suite end to end on real tiny models and the real MiniLM, as users run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import DATA
+
+# A plugin (not a conftest: conftest hooks apply only below their folder, and the generated
+# suite lives in the package) appending every row the controller receives to a file.
+ROW_DUMP = """
+import json
+from pytest_hfmodels.results import USER_PROPERTY
+
+def pytest_configure(config):
+    global controller
+    controller = not hasattr(config, "workerinput")
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == USER_PROPERTY and controller:
+            with open({path!r}, "a") as out:
+                out.write(json.dumps(value) + "\\n")
+"""
+
+
+def dump_rows(pytester: pytest.Pytester) -> tuple[Path, list[str]]:
+    """Rows file and the arguments that load the row-dumping plugin."""
+    path = pytester.path / "rows.jsonl"
+    pytester.makepyfile(rowdump=ROW_DUMP.format(path=str(path)))
+    pytester.syspathinsert()
+    return path, ["-p", "rowdump"]
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest("--hf-set", "small", "--hf-offline", *plugin)
+    result.assert_outcomes(passed=16)
+    rows = read_rows(rows_file)
+    assert len(rows) == 16
+    assert {r["family"] for r in rows} == {"bert", "gpt2", "t5", "vit", "whisper"}
+    assert all(r["status"] == "pass" and r["hardware"] == "cpu" for r in rows)
+    minilm = next(r for r in rows if r["case_id"] == "all-minilm-l6-v2-pipeline-cpu")
+    assert minilm["model_type"] == "bert"  # read from config.json, not guessed from the name
+    assert minilm["parameters"] == 22_713_216
+    loaded = [r for r in rows if r["measurement"]["load_time_s"] is not None]
+    assert loaded and all(r["measurement"]["load_time_s"] > 0 for r in loaded)
+
+
+def test_team_registry_runs_both_modes_without_code(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-registry", str(DATA / "registries"), "--hf-family", "electra", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*electra-tiny-pipeline-cpu* PASSED*", "*electra-tiny-from_pretrained-cpu* PASSED*"])
+
+
+@pytest.mark.parametrize("dist", [["-p", "no:xdist"], ["-n", "2"]], ids=["no-xdist", "xdist-2"])
+def test_same_outcomes_with_and_without_xdist(pytester: pytest.Pytester, dist: list[str]) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest_subprocess("--hf-family", "gpt2,vit", *dist, *plugin)
+    result.assert_outcomes(passed=4)
+    rows = read_rows(rows_file)
+    assert sorted(r["case_id"] for r in rows) == [
+        "gpt2-tiny-from_pretrained-cpu", "gpt2-tiny-pipeline-cpu", "vit-tiny-from_pretrained-cpu",
+        "vit-tiny-pipeline-cpu",
+    ]
+    workers = {r["worker"] for r in rows}
+    assert workers == ({"main"} if "no:xdist" in dist else workers - {"main"})
+
+
+def test_broken_weights_fail_with_a_classified_cause(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """A real model whose weights hold NaN: the from_pretrained checks catch it."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pytest_hfmodels.registry import load_registries
+    from pytest_hfmodels.tiny import tiny_model_dir
+
+    entry = next(e for e in load_registries([]).entries if e.key == "bert-tiny")
+    source = tiny_model_dir(entry, Path(pytester.path / "cache"))
+    broken = tmp_path / "broken-bert"
+    broken.mkdir()
+    for item in source.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    weights = load_file(broken / "model.safetensors")
+    name = next(k for k in weights if k.endswith("word_embeddings.weight"))
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    registries = pytester.mkdir("regs")
+    (registries / "nan.yaml").write_text(
+        "family: nanbert\ntask: fill-mask\nmodality: text\narchitecture: BertForMaskedLM\n"
+        f"models:\n  nan-bert:\n    source: local\n    id: {broken}\n    sets: [small]\n"
+    )
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest("--hf-registry", str(registries), "--hf-family", "nanbert",
+                                "--hf-mode", "from_pretrained", *plugin)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*[[]output_check[]] nan-bert-from_pretrained-cpu*non-finite values*"])
+    (row,) = read_rows(rows_file)
+    assert row["status"] == "fail" and row["error_class"] == "output_check"
+    assert "non-finite" in row["error_message"] and row["suggested_fix"]
+
+
+def test_own_tests_use_the_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_team="""
+        import json
+
+        def test_config_matches_case(hf_case, hf_model_path):
+            config = json.loads((hf_model_path / "config.json").read_text())
+            assert config["model_type"] == hf_case.entry.tiny.model_type
+
+        def test_runner_output(hf_case, hf_runner, hf_hardware):
+            inputs = hf_runner.make_inputs(batch_size=2)
+            outputs = hf_runner.infer(inputs)
+            hf_runner.check(inputs, outputs)
+            assert hf_hardware.get(hf_case.hardware) is not None
+        """
+    )
+    result = pytester.runpytest("test_team.py", "--hf-model", "distilbert-tiny,t5-tiny", "-v")
+    result.assert_outcomes(passed=8)

@@ -1,0 +1,105 @@
+"""The plugin as users run it, through pytester: options, ids, usage errors, skips."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import DATA
+
+SMALL_TINY_IDS = [
+    "all-minilm-l6-v2-pipeline-cpu", "all-minilm-l6-v2-from_pretrained-cpu",
+    "bert-tiny-pipeline-cpu", "bert-tiny-from_pretrained-cpu",
+    "distilbert-tiny-pipeline-cpu", "distilbert-tiny-from_pretrained-cpu",
+    "roberta-tiny-pipeline-cpu", "roberta-tiny-from_pretrained-cpu",
+]
+
+
+def collected_ids(result: pytest.RunResult) -> list[str]:
+    return [line.split("[", 1)[1].rstrip("]") for line in result.outlines if "::test_model[" in line]
+
+
+def test_list_models_prints_the_registries_and_exits_0(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-list-models")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["key*family*task*source*sets*id", "bert-tiny*bert*fill-mask*tiny*small*"])
+    assert "openai/whisper-tiny" in result.stdout.str()
+
+
+def test_family_selection_gives_ids_model_mode_hardware(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-family", "bert", "--cpu-only", "--collect-only", "-q")
+    assert result.ret == 0
+    assert collected_ids(result) == SMALL_TINY_IDS
+
+
+def test_model_and_mode_options_accept_comma_lists_and_repeats(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        "--hf-model", "bert-tiny,gpt2-tiny", "--hf-model", "vit-tiny", "--hf-mode", "from_pretrained",
+        "--collect-only", "-q",
+    )
+    assert collected_ids(result) == [
+        "bert-tiny-from_pretrained-cpu", "gpt2-tiny-from_pretrained-cpu", "vit-tiny-from_pretrained-cpu"
+    ]
+
+
+def test_key_set_selects_the_real_hub_models(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-set", "key", "--hf-mode", "pipeline", "--collect-only", "-q")
+    ids = collected_ids(result)
+    assert "bert-base-uncased-pipeline-cpu" in ids and "whisper-tiny-pipeline-cpu" in ids
+    assert not any("tiny-pipeline" in i and i.startswith(("bert-tiny", "gpt2-tiny")) for i in ids)
+
+
+def test_ini_twins_set_the_defaults(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        f"[pytest]\nhf_families = gpt2\nhf_modes = pipeline\nhf_registry_dirs = {DATA / 'registries'}\n"
+    )
+    pytester.makepyfile(test_own="def test_uses_case(hf_case):\n    assert hf_case.mode == 'pipeline'\n")
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_uses_case?gpt2-tiny-pipeline-cpu? PASSED*"])
+
+
+def test_keyword_selection_works_on_ids(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-model", "bert-tiny", "-k", "from_pretrained", "--collect-only", "-q")
+    assert "bert-tiny-from_pretrained-cpu" in result.stdout.str()
+    assert "bert-tiny-pipeline-cpu" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hf-registry", str(DATA / "broken"), "--hf-family", "broken"], "bad.yaml:9: model 'broken-tiny': field 'colour'"),
+        (["--hf-family", "nope"], "--hf-family 'nope': no such family"),
+        (["--hf-model", "nope"], "--hf-model 'nope': no such model key"),
+        (["--hf-family", "bert", "--hf-mode", "telepathy"], "--hf-mode: unknown mode 'telepathy'"),
+        (["--hf-hardware", "tpu"], "unknown device 'tpu'"),
+        (["--cpu-only", "--all-hardware"], "exclude each other"),
+    ],
+)
+def test_bad_input_is_a_usage_error_naming_it(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_absent_device_skips_naming_it(pytester: pytest.Pytester) -> None:
+    # mps exists only on Apple silicon; this suite runs on Linux.
+    result = pytester.runpytest("--hf-model", "bert-tiny", "--hf-hardware", "cpu,mps", "-rs")
+    result.assert_outcomes(passed=2, skipped=2)
+    result.stdout.fnmatch_lines(["*device 'mps' is not present on this machine*"])
+
+
+def test_hub_model_offline_and_not_cached_is_skipped(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-model", "bert-base-uncased", "--hf-offline", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*bert-base-uncased*offline and not in the Hugging Face cache*"])
+
+
+def test_report_header_shows_detected_hardware(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-family", "gpt2", "--collect-only")
+    result.stdout.fnmatch_lines(["hfmodels hardware:", "  cpu: *cores*"])
+
+
+def test_explicit_paths_keep_the_users_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine="def test_plain():\n    pass\n")
+    result = pytester.runpytest("test_mine.py", "--hf-family", "bert")
+    result.assert_outcomes(passed=1)

@@ -1,0 +1,84 @@
+"""Registry loading: validation errors name file, line, model and field; selection works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_hfmodels.errors import RegistryError, SelectionError
+from pytest_hfmodels.registry import load_registries, load_registry_file
+
+from .conftest import DATA
+
+
+def write(tmp_path: Path, text: str, name: str = "fam.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None:
+    registry = load_registries([])
+    assert set(registry.families) == {"bert", "gpt2", "t5", "vit", "whisper"}
+    for family in registry.families:
+        small = [e for e in registry.entries if e.family == family and "small" in e.sets]
+        assert any(e.source == "tiny" for e in small), family
+    key_ids = {e.id for e in registry.select(model_set="key") if e.source == "hub"}
+    assert {"google-bert/bert-base-uncased", "distilbert/distilbert-base-uncased", "FacebookAI/roberta-base",
+            "openai-community/gpt2", "google-t5/t5-small", "google/vit-base-patch16-224",
+            "openai/whisper-tiny"} <= key_ids
+
+
+def test_unknown_field_names_file_line_model_and_field() -> None:
+    path = DATA / "broken" / "bad.yaml"
+    with pytest.raises(RegistryError) as info:
+        load_registry_file(path)
+    message = str(info.value)
+    assert f"{path}:9" in message
+    assert "'broken-tiny'" in message and "'colour'" in message and "unknown field" in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "family: x\ntask: [unclosed\n")
+    with pytest.raises(RegistryError, match=rf"{path}:\d+: invalid YAML"):
+        load_registry_file(path)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "field", "problem"),
+    [
+        ("source: nowhere", "source", "is not one of"),
+        ("source: hub\n    sets: [tiny]", "sets", "must be a list"),
+        ("source: hub\n    id: x/y\n    tolerances: {atol: -1}", "tolerances.atol", "finite number"),
+        ("source: tiny", None, "needs a 'tiny' section"),
+        ("source: hub", None, "needs an 'id'"),
+    ],
+)
+def test_field_errors(tmp_path: Path, snippet: str, field: str | None, problem: str) -> None:
+    path = write(tmp_path, f"family: f\ntask: fill-mask\nmodality: text\narchitecture: A\nmodels:\n  m1:\n    {snippet}\n")
+    with pytest.raises(RegistryError) as info:
+        load_registry_file(path)
+    assert problem in str(info.value)
+    assert "model 'm1'" in str(info.value)
+    if field:
+        assert f"field {field!r}" in str(info.value)
+
+
+def test_duplicate_model_keys_across_files_name_both(tmp_path: Path) -> None:
+    body = "family: {f}\ntask: t\nmodality: text\narchitecture: A\nmodels:\n  bert-tiny:\n    source: hub\n    id: a/b\n"
+    write(tmp_path, body.format(f="other"), "other.yaml")
+    with pytest.raises(RegistryError, match=r"also defined in .*bert\.yaml"):
+        load_registries([tmp_path])
+
+
+def test_selection_by_family_model_and_set() -> None:
+    registry = load_registries([DATA / "registries"])
+    assert {e.key for e in registry.select(families=["electra"])} == {"electra-tiny"}
+    assert [e.key for e in registry.select(models=["gpt2"])] == ["gpt2"]  # a model key overrides the set
+    assert all("key" in e.sets for e in registry.select(model_set="key"))
+    assert len(registry.select(model_set="all")) == len(registry.entries)
+    with pytest.raises(SelectionError, match="--hf-family 'nope'"):
+        registry.select(families=["nope"])
+    with pytest.raises(SelectionError, match="--hf-model 'nope'"):
+        registry.select(models=["nope"])
