@@ -18,10 +18,12 @@ class Case:
     entry: ModelEntry
     mode: str
     hardware: str  #: device label (cpu, cuda, cuda1, ov-gpu, ...)
+    batch_size: int = 1
 
     @property
     def id(self) -> str:
-        return f"{self.entry.key}-{self.mode}-{self.hardware}"
+        suffix = f"-b{self.batch_size}" if self.batch_size != 1 else ""
+        return f"{self.entry.key}-{self.mode}-{self.hardware}{suffix}"
 
 
 def _base(label: str) -> str:
@@ -45,11 +47,11 @@ def hardware_for_mode(mode: str, settings: Settings, hardware: Hardware) -> tupl
 def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware) -> list[Case]:
     mode_order = {mode: i for i, mode in enumerate(settings.modes)}
     cases = [
-        Case(entry, mode, label)
+        Case(entry, mode, label, batch)
         for entry in entries
         for mode in settings.modes
         for label in hardware_for_mode(mode, settings, hardware)
+        for batch in settings.batch_sizes
     ]
-    return sorted(
-        cases, key=lambda c: (c.entry.family, c.entry.key, mode_order[c.mode], PREFERENCE.index(_base(c.hardware)), c.hardware)
-    )
+    return sorted(cases, key=lambda c: (c.entry.family, c.entry.key, mode_order[c.mode],
+                                        PREFERENCE.index(_base(c.hardware)), c.hardware, c.batch_size))

@@ -60,6 +60,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hf-registry", action="append", metavar="DIR", help="extra registry folder (repeatable)")
     group.addoption("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
     group.addoption("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
+    group.addoption("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1)")
+    group.addoption("--hf-verify-only", action="store_true", help="check outputs, skip timing")
+    group.addoption("--hf-benchmark-only", action="store_true", help="time, skip output checks")
+    group.addoption("--hf-warmup", type=int, metavar="N", help="untimed warm-up calls (default 3)")
+    group.addoption("--hf-rounds", type=int, metavar="N", help="minimum timed rounds (default 10)")
+    group.addoption("--hf-min-time", type=float, metavar="S", help="minimum timed seconds (default 0.1)")
     parser.addini("hf_families", "default families to test", type="args", default=[])
     parser.addini("hf_models", "default model keys to test", type="args", default=[])
     parser.addini("hf_set", "default model set (small, key, all)", default="")
@@ -68,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hf_registry_dirs", "extra registry folders, relative to the rootdir", type="args", default=[])
     parser.addini("hf_cache_dir", "cache for tiny models and conversions", default="")
     parser.addini("hf_offline", "never reach the Hub (true/false)", default="false")
+    parser.addini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
 
 
 def _new_session(config: pytest.Config) -> PluginSession:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from .cases import Case
 from .errors import HFModelsError
 from .failures import classify
+from .measure import MeasureConfig, Timing, rounds_for, sample_peak_memory, synchronizer, time_rounds
 from .results import Measurement, ResultRow
 from .runners import Runner
 
@@ -32,19 +35,59 @@ class CaseRecord:
     def measured(self, **values: Any) -> None:
         self.measurement = dataclasses.replace(self.measurement, **values)
 
-    def run(self, runner: Runner, batch_size: int = 1) -> Any:
-        """One checked inference: inputs from the model's preprocessor, outputs checked."""
-        try:
-            inputs = runner.make_inputs(batch_size)
+    def run(self, runner: Runner, check: bool = True) -> Any:
+        """One inference on the case's batch, timed as the first call, its outputs checked."""
+        with self._classified():
+            inputs = runner.make_inputs(self.case.batch_size)
             start = time.perf_counter()
             outputs = runner.infer(inputs)
-            self.measured(first_call_ms=(time.perf_counter() - start) * 1000.0, batch_size=batch_size)
-            runner.check(inputs, outputs)
+            self.measured(first_call_ms=(time.perf_counter() - start) * 1000.0, batch_size=self.case.batch_size)
+            if check:
+                runner.check(inputs, outputs)
+        self.outputs = outputs
+        return outputs
+
+    def benchmark(self, runner: Runner, config: MeasureConfig, device_kind: str, benchmark: Any = None,
+                  contended: bool = False) -> Timing:
+        """Warm-up and timed rounds of `infer` on the same inputs; peak memory meanwhile.
+
+        With an active pytest-benchmark fixture the rounds go through its `pedantic` API, so its
+        own options and JSON keep working; otherwise (it turns itself off under xdist) our timer.
+        """
+        with self._classified():
+            inputs = runner.make_inputs(self.case.batch_size)
+            sync = synchronizer(device_kind)
+
+            def call() -> None:
+                runner.infer(inputs)
+                if sync is not None and benchmark is not None:
+                    sync()  # pytest-benchmark times on the host: wait for the device's work
+
+            with sample_peak_memory(device_kind) as peak:
+                if benchmark is not None and not benchmark.disabled:
+                    start = time.perf_counter()
+                    call()
+                    rounds = rounds_for(time.perf_counter() - start, config)
+                    benchmark.pedantic(call, rounds=rounds, warmup_rounds=config.warmup, iterations=1)
+                    data = benchmark.stats.stats.data
+                    timing = Timing(tuple(v * 1000.0 for v in data), config.warmup, "pytest-benchmark")
+                else:
+                    timing = time_rounds(call, config, device_kind)
+        self.measured(
+            latency_mean_ms=timing.mean_ms, latency_p50_ms=timing.percentile(50), latency_p90_ms=timing.percentile(90),
+            latency_p95_ms=timing.percentile(95), latency_p99_ms=timing.percentile(99), latency_stdev_ms=timing.stdev_ms,
+            throughput_per_s=timing.throughput(self.case.batch_size), peak_memory_mb=peak.peak_mb,
+            iterations=len(timing.rounds_ms), warmup=timing.warmup, timer=timing.timer, contended=contended,
+        )
+        return timing
+
+    @contextmanager
+    def _classified(self) -> Iterator[None]:
+        try:
+            yield
         except Exception as exc:
             failure = classify(exc)
             raise CaseFailedError(f"[{failure.name}] {self.case.id}: {failure.cause}") from exc
-        self.outputs = outputs
-        return outputs
 
     def to_row(self, nodeid: str, outcome: str, duration_s: float, error: BaseException | None,
                skip_reason: str | None, worker: str) -> ResultRow:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import OptionError
 from .hardware import parse_hardware_list
+from .measure import MeasureConfig
 
 MODEL_SETS = ("small", "key", "all")
 DEFAULT_MODES = ("pipeline", "from_pretrained")
@@ -35,6 +36,10 @@ class Settings:
     list_models: bool
     #: a selection option was given: run the built-in generated suite
     suite_requested: bool
+    batch_sizes: tuple[int, ...] = (1,)
+    verify_only: bool = False  #: check outputs, skip timing
+    benchmark_only: bool = False  #: time, skip output checks
+    measure: MeasureConfig = MeasureConfig()
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -74,16 +79,46 @@ def build_settings(
     registry_dirs += [_relative_to(rootdir, d) for d in split_list(getini("hf_registry_dirs"))]
     cache = getoption("hf_cache_dir") or getini("hf_cache_dir")
     offline = bool(getoption("hf_offline")) or _truthy(getini("hf_offline")) or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+    verify_only, benchmark_only = bool(getoption("hf_verify_only")), bool(getoption("hf_benchmark_only"))
+    if verify_only and benchmark_only:
+        raise OptionError("--hf-verify-only and --hf-benchmark-only exclude each other: give one")
+    batch_sizes = parse_int_list("--hf-batch-sizes", getoption("hf_batch_sizes") or getini("hf_batch_sizes") or "1")
+    measure = MeasureConfig(
+        warmup=_int_option("--hf-warmup", getoption("hf_warmup"), 3, minimum=0),
+        min_rounds=_int_option("--hf-rounds", getoption("hf_rounds"), 10, minimum=1),
+        min_time_s=float(getoption("hf_min_time") if getoption("hf_min_time") is not None else 0.1),
+    )
     selection_given = any(
         getoption(name) for name in ("hf_family", "hf_model", "hf_set", "hf_mode", "hf_all_hardware",
-                                     "hf_cpu_only", "hf_hardware")
+                                     "hf_cpu_only", "hf_hardware", "hf_batch_sizes")
     )
     return Settings(
         families=families, models=models, model_set=model_set, modes=modes, hardware=hardware,
         hardware_list=hardware_list, registry_dirs=tuple(dict.fromkeys(registry_dirs)),
         cache_dir=Path(cache).expanduser() if cache else None, offline=offline,
         list_models=bool(getoption("hf_list_models")), suite_requested=selection_given,
+        batch_sizes=batch_sizes, verify_only=verify_only, benchmark_only=benchmark_only, measure=measure,
     )
+
+
+def parse_int_list(option: str, value: str) -> tuple[int, ...]:
+    """"1,4,8" -> (1, 4, 8); anything but positive integers is an error naming the option."""
+    numbers = []
+    for item in split_list(value):
+        if not item.isdigit() or int(item) < 1:
+            raise OptionError(f"{option}: {item!r} is not a positive integer")
+        numbers.append(int(item))
+    if not numbers:
+        raise OptionError(f"{option}: no values given")
+    return tuple(numbers)
+
+
+def _int_option(option: str, value: Any, default: int, minimum: int) -> int:
+    if value is None:
+        return default
+    if int(value) < minimum:
+        raise OptionError(f"{option}: must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _relative_to(rootdir: Path, value: str) -> Path:

@@ -1,0 +1,74 @@
+"""Measurement: percentiles, round counts, and what the generated suite stores per case."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pytest_hfmodels.measure import MeasureConfig, percentile, rounds_for, time_rounds
+
+from .test_generated_suite import dump_rows, read_rows
+
+
+@pytest.mark.parametrize("q", [0, 10, 50, 90, 95, 99, 100])
+def test_percentile_matches_numpy(q: float) -> None:
+    values = list(np.random.default_rng(1).exponential(3.0, size=37))
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_rounds_reach_both_the_minimum_count_and_the_minimum_duration() -> None:
+    config = MeasureConfig(warmup=1, min_rounds=5, min_time_s=0.05)
+    calls: list[int] = []
+    timing = time_rounds(lambda: calls.append(sum(range(20_000))), config)
+    assert len(timing.rounds_ms) >= 5
+    assert sum(timing.rounds_ms) >= 50.0
+    assert len(calls) == len(timing.rounds_ms) + 1  # warm-up calls are not timed
+    assert rounds_for(0.001, config) == 50 and rounds_for(1.0, config) == 5
+
+
+def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pytest.Pytester) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    bench_json = pytester.path / "bench.json"
+    result = pytester.runpytest("--hf-family", "gpt2,vit", "--hf-rounds", "5", "--hf-min-time", "0",
+                                f"--benchmark-json={bench_json}", *plugin)
+    result.assert_outcomes(passed=4)
+    rows = read_rows(rows_file)
+    for row in rows:
+        m = row["measurement"]
+        assert m["timer"] == "pytest-benchmark" and m["iterations"] >= 5 and m["warmup"] == 3
+        assert 0 < m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"]
+        assert m["throughput_per_s"] == pytest.approx(1000.0 / m["latency_mean_ms"])
+        assert m["peak_memory_mb"] > 0 and m["first_call_ms"] > 0 and m["contended"] is False
+    assert all(r["measurement"]["load_time_s"] for r in rows if "pipeline" in r["case_id"])
+    benchmarks = json.loads(bench_json.read_text())["benchmarks"]
+    assert sorted(b["param"] for b in benchmarks) == sorted(r["case_id"] for r in rows)
+    by_case = {b["param"]: b["stats"] for b in benchmarks}
+    for row in rows:  # the same rounds: our p50 is pytest-benchmark's median
+        assert row["measurement"]["latency_p50_ms"] == pytest.approx(by_case[row["case_id"]]["median"] * 1000)
+
+
+def test_verify_only_under_xdist_stores_no_timings(pytester: pytest.Pytester) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest("--hf-family", "gpt2", "--hf-verify-only", "-n", "2", *plugin)
+    result.assert_outcomes(passed=2)
+    for row in read_rows(rows_file):
+        assert row["status"] == "pass" and row["measurement"]["latency_p50_ms"] is None
+        assert row["measurement"]["first_call_ms"] > 0
+
+
+def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest("--hf-model", "gpt2-tiny", "--hf-batch-sizes", "1,2", "--hf-rounds", "3",
+                                "--hf-min-time", "0", "-n", "2", *plugin)
+    result.assert_outcomes(passed=4)
+    rows = read_rows(rows_file)
+    assert sorted(r["case_id"] for r in rows) == [
+        "gpt2-tiny-from_pretrained-cpu", "gpt2-tiny-from_pretrained-cpu-b2",
+        "gpt2-tiny-pipeline-cpu", "gpt2-tiny-pipeline-cpu-b2",
+    ]
+    for row in rows:
+        m = row["measurement"]
+        assert m["timer"] == "perf_counter" and m["contended"] is True and m["iterations"] >= 3
+        assert m["batch_size"] == (2 if row["case_id"].endswith("-b2") else 1)
