@@ -19,8 +19,12 @@ _LAZY = {
     "Measurement": "pytest_hfmodels.results",
 }
 _ERRORS = (
-    "HFModelsError", "RegistryError", "ModelVerificationError", "ModelConversionError",
-    "ModelFileNotFoundError", "ModelConnectionError",
+    "HFModelsError",
+    "RegistryError",
+    "ModelVerificationError",
+    "ModelConversionError",
+    "ModelFileNotFoundError",
+    "ModelConnectionError",
 )
 _LAZY.update({name: "pytest_hfmodels.errors" for name in _ERRORS})
 

@@ -53,5 +53,14 @@ def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware
         for label in hardware_for_mode(mode, settings, hardware)
         for batch in settings.batch_sizes
     ]
-    return sorted(cases, key=lambda c: (c.entry.family, c.entry.key, mode_order[c.mode],
-                                        PREFERENCE.index(_base(c.hardware)), c.hardware, c.batch_size))
+    return sorted(
+        cases,
+        key=lambda c: (
+            c.entry.family,
+            c.entry.key,
+            mode_order[c.mode],
+            PREFERENCE.index(_base(c.hardware)),
+            c.hardware,
+            c.batch_size,
+        ),
+    )

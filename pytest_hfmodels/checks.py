@@ -34,7 +34,9 @@ def check_labels(predictions: Sequence[Mapping[str, Any]], id2label: Mapping[Any
     allowed = set(id2label.values())
     labels = [p["label"] for p in predictions]
     if not labels or not set(labels) <= allowed:
-        raise CheckFailed(f"image-classification: labels {labels} not all in the config's id2label {sorted(allowed)}")
+        raise CheckFailed(
+            f"image-classification: labels {labels} not all in the config's id2label {sorted(allowed)}"
+        )
     scores = [float(p["score"]) for p in predictions]
     if not all(0.0 <= s <= 1.0 for s in scores) or scores != sorted(scores, reverse=True):
         raise CheckFailed(f"image-classification: scores not in [0, 1] and descending: {scores}")
@@ -49,13 +51,18 @@ def sentence_embedding(token_embeddings: Any) -> np.ndarray:
     """Mean pooling over tokens, then L2 normalisation (what sentence-transformers does)."""
     tokens = np.asarray(token_embeddings, dtype=np.float64).reshape(-1, np.shape(token_embeddings)[-1])
     pooled = tokens.mean(axis=0)
-    return pooled / np.linalg.norm(pooled)
+    normalised: np.ndarray = pooled / np.linalg.norm(pooled)
+    return normalised
 
 
-def check_similarity(embedding_a: np.ndarray, embedding_b: np.ndarray, expected: float, tolerance: float) -> float:
+def check_similarity(
+    embedding_a: np.ndarray, embedding_b: np.ndarray, expected: float, tolerance: float
+) -> float:
     cosine = float(np.dot(embedding_a, embedding_b))
     if abs(cosine - expected) > tolerance:
-        raise CheckFailed(f"feature-extraction: cosine similarity {cosine:.4f}, expected {expected} +- {tolerance}")
+        raise CheckFailed(
+            f"feature-extraction: cosine similarity {cosine:.4f}, expected {expected} +- {tolerance}"
+        )
     return cosine
 
 
@@ -66,7 +73,9 @@ def check_finite(name: str, values: np.ndarray) -> None:
 
 def check_shape(name: str, actual: Sequence[int], expected: Sequence[int | None]) -> None:
     """`expected` may hold None for a dimension the config does not determine."""
-    ok = len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected, strict=False))
+    ok = len(actual) == len(expected) and all(
+        e is None or a == e for a, e in zip(actual, expected, strict=False)
+    )
     if not ok:
         shown = tuple("?" if e is None else e for e in expected)
         raise CheckFailed(f"{name}: shape {tuple(actual)}, expected {shown}")

@@ -7,8 +7,13 @@ from dataclasses import dataclass
 from .errors import CheckFailed, DependencyMissingError, NumericalMismatchError
 
 FAILURE_CLASSES = (
-    "dependency_missing", "out_of_memory", "device_error", "unsupported_operation",
-    "numerical_mismatch", "output_check", "other",
+    "dependency_missing",
+    "out_of_memory",
+    "device_error",
+    "unsupported_operation",
+    "numerical_mismatch",
+    "output_check",
+    "other",
 )
 
 _SUGGESTED_FIX = {

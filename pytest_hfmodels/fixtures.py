@@ -44,15 +44,18 @@ def hf_case(request: pytest.FixtureRequest) -> Case:
 @pytest.fixture
 def hf_record(request: pytest.FixtureRequest, hf_case: Case) -> CaseRecord:
     """Where a test stores what it measured; it becomes the case's result row."""
-    return request.node.stash[CASE_RECORD_KEY]
+    record: CaseRecord = request.node.stash[CASE_RECORD_KEY]
+    return record
 
 
 @pytest.fixture
 def hf_device(hf_case: Case, hf_hardware: Hardware, hf_record: CaseRecord) -> Device:
     device = hf_hardware.get(hf_case.hardware)
     if device is None:
-        pytest.skip(f"device {hf_case.hardware!r} is not present on this machine "
-                    f"(detected: {', '.join(hf_hardware.labels)})")
+        pytest.skip(
+            f"device {hf_case.hardware!r} is not present on this machine "
+            f"(detected: {', '.join(hf_hardware.labels)})"
+        )
     hf_record.device_name = device.name
     return device
 
@@ -77,8 +80,13 @@ def hf_model_path(hf_model_files: ModelFiles) -> Path:
 
 
 @pytest.fixture
-def hf_runner(hf_case: Case, hf_device: Device, hf_model_files: ModelFiles, hf_session: PluginSession,
-              hf_record: CaseRecord) -> Runner:
+def hf_runner(
+    hf_case: Case,
+    hf_device: Device,
+    hf_model_files: ModelFiles,
+    hf_session: PluginSession,
+    hf_record: CaseRecord,
+) -> Runner:
     """The case's runner with its model loaded on the case's device (reused across cases)."""
     for module in MODES[hf_case.mode].packages:
         if importlib.util.find_spec(module) is None:

@@ -120,15 +120,23 @@ def _cpu() -> Device:
                 name = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and ":" in line:
                 present = set(line.split(":", 1)[1].split())
-                flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16") if f in present]
+                flags = [
+                    f
+                    for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+                    if f in present
+                ]
                 break
     memory_mb = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         memory_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
     cores = os.cpu_count() or 0
     return Device(
-        label="cpu", kind="cpu", name=f"{name} ({cores} cores)", memory_mb=memory_mb,
-        versions=MappingProxyType({"python": platform.python_version()}), flags=tuple(flags),
+        label="cpu",
+        kind="cpu",
+        name=f"{name} ({cores} cores)",
+        memory_mb=memory_mb,
+        versions=MappingProxyType({"python": platform.python_version()}),
+        flags=tuple(flags),
     )
 
 
@@ -147,7 +155,10 @@ def _probe_in_child() -> list[Device]:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pytest_hfmodels.hardware_probe"],
-            capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False,
+            capture_output=True,
+            text=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return []

@@ -28,15 +28,29 @@ def _torch_devices() -> list[dict[str, Any]]:
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
             versions = {"torch": torch.__version__, "hip" if hip else "cuda": str(hip or torch.version.cuda)}
-            devices.append({
-                "label": kind if index == 0 else f"{kind}{index}", "kind": kind, "name": props.name,
-                "index": index, "memory_mb": props.total_memory // 2**20, "driver": _nvidia_driver(),
-                "versions": versions, "flags": [f"sm_{props.major}{props.minor}"] if not hip else [],
-            })
+            devices.append(
+                {
+                    "label": kind if index == 0 else f"{kind}{index}",
+                    "kind": kind,
+                    "name": props.name,
+                    "index": index,
+                    "memory_mb": props.total_memory // 2**20,
+                    "driver": _nvidia_driver(),
+                    "versions": versions,
+                    "flags": [f"sm_{props.major}{props.minor}"] if not hip else [],
+                }
+            )
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
-        devices.append({"label": "mps", "kind": "mps", "name": "Apple GPU (MPS)", "index": 0,
-                        "versions": {"torch": torch.__version__}})
+        devices.append(
+            {
+                "label": "mps",
+                "kind": "mps",
+                "name": "Apple GPU (MPS)",
+                "index": 0,
+                "versions": {"torch": torch.__version__},
+            }
+        )
     return devices
 
 
@@ -63,10 +77,15 @@ def _openvino_devices() -> list[dict[str, Any]]:
         base = name.split(".")[0].lower()
         index = int(name.split(".")[1]) if "." in name else 0
         label = f"ov-{base}" if index == 0 else f"ov-{base}{index}"
-        devices.append({
-            "label": label, "kind": "openvino", "name": str(core.get_property(name, "FULL_DEVICE_NAME")),
-            "index": index, "versions": {"openvino": openvino.__version__},
-        })
+        devices.append(
+            {
+                "label": label,
+                "kind": "openvino",
+                "name": str(core.get_property(name, "FULL_DEVICE_NAME")),
+                "index": index,
+                "versions": {"openvino": openvino.__version__},
+            }
+        )
     return devices
 
 

@@ -190,10 +190,14 @@ def with_retries(
     policy: RetryPolicy,
     target: HubTarget,
     *,
+    answer: Callable[[Failure], T | None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run ``operation(request_timeout)`` until it succeeds, fails for good, or the budget is spent."""
+    """Run ``operation(request_timeout)`` until it succeeds, fails for good, or the budget is spent.
+
+    ``answer`` may turn a final failure into a result (a missing file is an answer to "does it exist?").
+    """
     deadline = clock() + policy.total_timeout
     rng = random.Random()
     attempt = 0
@@ -206,6 +210,9 @@ def with_retries(
         except Exception as error:
             failure = classify(error)
             if failure.kind is not FailureKind.TRANSIENT:
+                result = answer(failure) if answer is not None else None
+                if result is not None:
+                    return result
                 raise error_for(failure, target) from error
             delay = max(policy.backoff(attempt, rng), failure.retry_after or 0.0)
             remaining = deadline - clock()

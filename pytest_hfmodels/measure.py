@@ -91,8 +91,11 @@ def _cuda_event_rounds(fn: Callable[[], Any], config: MeasureConfig) -> list[flo
 
     rounds: list[float] = []
     total_ms = 0.0
-    while len(rounds) < config.max_rounds and (len(rounds) < config.min_rounds or total_ms < config.min_time_s * 1000):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    while len(rounds) < config.max_rounds and (
+        len(rounds) < config.min_rounds or total_ms < config.min_time_s * 1000
+    ):
+        start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
         start.record()
         fn()
         end.record()

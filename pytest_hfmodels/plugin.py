@@ -47,17 +47,33 @@ def _hardware_option(value: str) -> str:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hfmodels", "Hugging Face model tests (pytest-hfmodels)")
-    group.addoption("--hf-family", action="append", metavar="NAME", help="families to test (repeatable, comma lists)")
-    group.addoption("--hf-model", action="append", metavar="KEY", help="model keys to test (repeatable, comma lists)")
+    group.addoption(
+        "--hf-family", action="append", metavar="NAME", help="families to test (repeatable, comma lists)"
+    )
+    group.addoption(
+        "--hf-model", action="append", metavar="KEY", help="model keys to test (repeatable, comma lists)"
+    )
     group.addoption("--hf-set", choices=MODEL_SETS, help="model set: small (default), key or all")
-    group.addoption("--hf-mode", action="append", metavar="MODES",
-                    help=f"modes, comma list: {', '.join(MODES)} (default pipeline,from_pretrained)")
-    group.addoption("--all-hardware", dest="hf_all_hardware", action="store_true", help="every detected device")
+    group.addoption(
+        "--hf-mode",
+        action="append",
+        metavar="MODES",
+        help=f"modes, comma list: {', '.join(MODES)} (default pipeline,from_pretrained)",
+    )
+    group.addoption(
+        "--all-hardware", dest="hf_all_hardware", action="store_true", help="every detected device"
+    )
     group.addoption("--cpu-only", dest="hf_cpu_only", action="store_true", help="the cpu only")
-    group.addoption("--hf-hardware", type=_hardware_option, metavar="LIST",
-                    help="devices, comma list (cpu, cuda, cuda1, rocm, mps, ov-gpu, ov-npu)")
+    group.addoption(
+        "--hf-hardware",
+        type=_hardware_option,
+        metavar="LIST",
+        help="devices, comma list (cpu, cuda, cuda1, rocm, mps, ov-gpu, ov-npu)",
+    )
     group.addoption("--hf-list-models", action="store_true", help="print the registries as a table and exit")
-    group.addoption("--hf-registry", action="append", metavar="DIR", help="extra registry folder (repeatable)")
+    group.addoption(
+        "--hf-registry", action="append", metavar="DIR", help="extra registry folder (repeatable)"
+    )
     group.addoption("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
     group.addoption("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
     group.addoption("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1)")
@@ -71,7 +87,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hf_set", "default model set (small, key, all)", default="")
     parser.addini("hf_modes", "default modes, comma list", default="")
     parser.addini("hf_hardware", "default devices, comma list", default="")
-    parser.addini("hf_registry_dirs", "extra registry folders, relative to the rootdir", type="args", default=[])
+    parser.addini(
+        "hf_registry_dirs", "extra registry folders, relative to the rootdir", type="args", default=[]
+    )
     parser.addini("hf_cache_dir", "cache for tiny models and conversions", default="")
     parser.addini("hf_offline", "never reach the Hub (true/false)", default="false")
     parser.addini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
@@ -92,8 +110,15 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     session = _new_session(config)
     try:
         s = session.settings
-        print(as_table(session.registry.select(s.families, s.models, "all" if s.model_set == "small" and
-                                               not config.getoption("hf_set") else s.model_set)))
+        print(
+            as_table(
+                session.registry.select(
+                    s.families,
+                    s.models,
+                    "all" if s.model_set == "small" and not config.getoption("hf_set") else s.model_set,
+                )
+            )
+        )
     except (RegistryError, SelectionError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     return 0

@@ -41,14 +41,22 @@ class CaseRecord:
             inputs = runner.make_inputs(self.case.batch_size)
             start = time.perf_counter()
             outputs = runner.infer(inputs)
-            self.measured(first_call_ms=(time.perf_counter() - start) * 1000.0, batch_size=self.case.batch_size)
+            self.measured(
+                first_call_ms=(time.perf_counter() - start) * 1000.0, batch_size=self.case.batch_size
+            )
             if check:
                 runner.check(inputs, outputs)
         self.outputs = outputs
         return outputs
 
-    def benchmark(self, runner: Runner, config: MeasureConfig, device_kind: str, benchmark: Any = None,
-                  contended: bool = False) -> Timing:
+    def benchmark(
+        self,
+        runner: Runner,
+        config: MeasureConfig,
+        device_kind: str,
+        benchmark: Any = None,
+        contended: bool = False,
+    ) -> Timing:
         """Warm-up and timed rounds of `infer` on the same inputs; peak memory meanwhile.
 
         With an active pytest-benchmark fixture the rounds go through its `pedantic` API, so its
@@ -74,10 +82,18 @@ class CaseRecord:
                 else:
                     timing = time_rounds(call, config, device_kind)
         self.measured(
-            latency_mean_ms=timing.mean_ms, latency_p50_ms=timing.percentile(50), latency_p90_ms=timing.percentile(90),
-            latency_p95_ms=timing.percentile(95), latency_p99_ms=timing.percentile(99), latency_stdev_ms=timing.stdev_ms,
-            throughput_per_s=timing.throughput(self.case.batch_size), peak_memory_mb=peak.peak_mb,
-            iterations=len(timing.rounds_ms), warmup=timing.warmup, timer=timing.timer, contended=contended,
+            latency_mean_ms=timing.mean_ms,
+            latency_p50_ms=timing.percentile(50),
+            latency_p90_ms=timing.percentile(90),
+            latency_p95_ms=timing.percentile(95),
+            latency_p99_ms=timing.percentile(99),
+            latency_stdev_ms=timing.stdev_ms,
+            throughput_per_s=timing.throughput(self.case.batch_size),
+            peak_memory_mb=peak.peak_mb,
+            iterations=len(timing.rounds_ms),
+            warmup=timing.warmup,
+            timer=timing.timer,
+            contended=contended,
         )
         return timing
 
@@ -89,8 +105,15 @@ class CaseRecord:
             failure = classify(exc)
             raise CaseFailedError(f"[{failure.name}] {self.case.id}: {failure.cause}") from exc
 
-    def to_row(self, nodeid: str, outcome: str, duration_s: float, error: BaseException | None,
-               skip_reason: str | None, worker: str) -> ResultRow:
+    def to_row(
+        self,
+        nodeid: str,
+        outcome: str,
+        duration_s: float,
+        error: BaseException | None,
+        skip_reason: str | None,
+        worker: str,
+    ) -> ResultRow:
         entry = self.case.entry
         error_class = error_message = suggested_fix = None
         if error is not None:
@@ -99,10 +122,24 @@ class CaseRecord:
         elif skip_reason is not None:
             error_message = skip_reason
         return ResultRow(
-            nodeid=nodeid, case_id=self.case.id, model_key=entry.key, model_id=entry.id, family=entry.family,
-            task=entry.task, source=entry.source, model_type=self.model_type, architecture=entry.architecture,
-            mode=self.case.mode, hardware=self.case.hardware, device_name=self.device_name,
+            nodeid=nodeid,
+            case_id=self.case.id,
+            model_key=entry.key,
+            model_id=entry.id,
+            family=entry.family,
+            task=entry.task,
+            source=entry.source,
+            model_type=self.model_type,
+            architecture=entry.architecture,
+            mode=self.case.mode,
+            hardware=self.case.hardware,
+            device_name=self.device_name,
             status={"passed": "pass", "failed": "fail", "skipped": "skip"}[outcome],
-            error_class=error_class, error_message=error_message, suggested_fix=suggested_fix,
-            duration_s=duration_s, worker=worker, parameters=self.parameters, measurement=self.measurement,
+            error_class=error_class,
+            error_message=error_message,
+            suggested_fix=suggested_fix,
+            duration_s=duration_s,
+            worker=worker,
+            parameters=self.parameters,
+            measurement=self.measurement,
         )

@@ -25,12 +25,29 @@ TOKENIZER_KINDS = ("wordpiece", "byte-bpe", "unigram")
 
 _FAMILY_FIELDS = {"family", "task", "modality", "architecture", "tolerances", "description", "models"}
 _MODEL_FIELDS = {
-    "id", "source", "architecture", "task", "sets", "description", "tiny", "tolerances",
-    "dependencies", "package", "package_path", "revision", "expect",
+    "id",
+    "source",
+    "architecture",
+    "task",
+    "sets",
+    "description",
+    "tiny",
+    "tolerances",
+    "dependencies",
+    "package",
+    "package_path",
+    "revision",
+    "expect",
 }
 _TINY_FIELDS = {
-    "model_type", "config", "tokenizer", "image_processor", "feature_extractor", "processor",
-    "generation", "seed",
+    "model_type",
+    "config",
+    "tokenizer",
+    "image_processor",
+    "feature_extractor",
+    "processor",
+    "generation",
+    "seed",
 }
 _TOKENIZER_FIELDS = {"kind", "class", "vocab_size", "special_tokens", "roles", "template"}
 _COMPONENT_FIELDS = {"class", "args"}
@@ -113,13 +130,17 @@ class Registry:
     def families(self) -> tuple[str, ...]:
         return tuple(sorted({e.family for e in self.entries}))
 
-    def select(self, families: Iterable[str] = (), models: Iterable[str] = (), model_set: str = "small") -> tuple[ModelEntry, ...]:
+    def select(
+        self, families: Iterable[str] = (), models: Iterable[str] = (), model_set: str = "small"
+    ) -> tuple[ModelEntry, ...]:
         """Entries matching the selection; an unknown family or model is an error naming it."""
         families, models = tuple(families), tuple(models)
         known_families, known_models = set(self.families), {e.key for e in self.entries}
         for name in families:
             if name not in known_families:
-                raise SelectionError(f"--hf-family {name!r}: no such family (known: {', '.join(sorted(known_families))})")
+                raise SelectionError(
+                    f"--hf-family {name!r}: no such family (known: {', '.join(sorted(known_families))})"
+                )
         for name in models:
             if name not in known_models:
                 raise SelectionError(f"--hf-model {name!r}: no such model key (see pytest --hf-list-models)")
@@ -161,7 +182,9 @@ def load_registries(dirs: Iterable[Path | str], include_builtin: bool = True) ->
         for entry in load_registry_file(path):
             if entry.key in entries:
                 raise RegistryError(
-                    str(path), f"model key also defined in {entries[entry.key].registry_file}", model=entry.key
+                    str(path),
+                    f"model key also defined in {entries[entry.key].registry_file}",
+                    model=entry.key,
                 )
             entries[entry.key] = entry
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.family, e.key)))
@@ -200,20 +223,28 @@ class _Parser:
                 self._index(value_node, key)
 
     def error(self, trail: tuple[str, ...], message: str, model: str | None = None) -> RegistryError:
-        line = next((self.lines[trail[:n]] for n in range(len(trail), 0, -1) if trail[:n] in self.lines), None)
+        line = next(
+            (self.lines[trail[:n]] for n in range(len(trail), 0, -1) if trail[:n] in self.lines), None
+        )
         where = f"{self.path}:{line}" if line else str(self.path)
         field_name = ".".join(trail[2:] if model else trail) or None
         return RegistryError(where, message, model=model, field=field_name)
 
-    def mapping(self, value: Any, trail: tuple[str, ...], allowed: set[str], model: str | None) -> dict[str, Any]:
+    def mapping(
+        self, value: Any, trail: tuple[str, ...], allowed: set[str], model: str | None
+    ) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.error(trail, "must be a mapping", model)
         for name in value:
             if name not in allowed:
-                raise self.error((*trail, str(name)), f"unknown field (allowed: {', '.join(sorted(allowed))})", model)
+                raise self.error(
+                    (*trail, str(name)), f"unknown field (allowed: {', '.join(sorted(allowed))})", model
+                )
         return value
 
-    def string(self, value: Any, trail: tuple[str, ...], model: str | None, choices: tuple[str, ...] = ()) -> str:
+    def string(
+        self, value: Any, trail: tuple[str, ...], model: str | None, choices: tuple[str, ...] = ()
+    ) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.error(trail, "must be a non-empty string", model)
         if choices and value not in choices:
@@ -269,7 +300,9 @@ class _Parser:
             architecture=arch,
             sets=tuple(sets),
             description=str(doc.get("description", "")),
-            tolerances=self.tolerances(doc.get("tolerances"), (*trail, "tolerances"), key, defaults["tolerances"]),
+            tolerances=self.tolerances(
+                doc.get("tolerances"), (*trail, "tolerances"), key, defaults["tolerances"]
+            ),
             dependencies=tuple(deps),
             registry_file=str(self.path),
             revision=doc.get("revision"),
@@ -279,13 +312,20 @@ class _Parser:
             expect=MappingProxyType(expect),
         )
 
-    def tolerances(self, value: Any, trail: tuple[str, ...], model: str | None, default: Tolerances) -> Tolerances:
+    def tolerances(
+        self, value: Any, trail: tuple[str, ...], model: str | None, default: Tolerances
+    ) -> Tolerances:
         if value is None:
             return default
         doc = self.mapping(value, trail, _TOLERANCE_FIELDS, model)
         numbers = {}
         for name, raw in doc.items():
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
+            if (
+                isinstance(raw, bool)
+                or not isinstance(raw, (int, float))
+                or not math.isfinite(raw)
+                or raw < 0
+            ):
                 raise self.error((*trail, name), "must be a finite number >= 0", model)
             numbers[name] = float(raw)
         return dataclasses.replace(default, **numbers)
@@ -304,9 +344,13 @@ class _Parser:
         return TinySpec(
             model_type=self.string(doc.get("model_type"), (*trail, "model_type"), model),
             config=MappingProxyType(config),
-            tokenizer=self.tokenizer(doc["tokenizer"], (*trail, "tokenizer"), model) if "tokenizer" in doc else None,
+            tokenizer=self.tokenizer(doc["tokenizer"], (*trail, "tokenizer"), model)
+            if "tokenizer" in doc
+            else None,
             image_processor=self.component(doc.get("image_processor"), (*trail, "image_processor"), model),
-            feature_extractor=self.component(doc.get("feature_extractor"), (*trail, "feature_extractor"), model),
+            feature_extractor=self.component(
+                doc.get("feature_extractor"), (*trail, "feature_extractor"), model
+            ),
             processor=doc.get("processor"),
             generation=MappingProxyType(generation),
             seed=seed,
@@ -322,7 +366,9 @@ class _Parser:
             raise self.error((*trail, "roles"), "must map roles to tokens listed in special_tokens", model)
         vocab = doc.get("vocab_size", 300)
         if not isinstance(vocab, int) or vocab < len(specials) + 1:
-            raise self.error((*trail, "vocab_size"), "must be an integer larger than the special tokens", model)
+            raise self.error(
+                (*trail, "vocab_size"), "must be an integer larger than the special tokens", model
+            )
         return TokenizerSpec(
             kind=self.string(doc.get("kind"), (*trail, "kind"), model, TOKENIZER_KINDS),
             cls=doc.get("class"),
@@ -339,7 +385,9 @@ class _Parser:
         args = doc.get("args", {})
         if not isinstance(args, dict):
             raise self.error((*trail, "args"), "must be a mapping", model)
-        return ComponentSpec(cls=self.string(doc.get("class"), (*trail, "class"), model), args=MappingProxyType(args))
+        return ComponentSpec(
+            cls=self.string(doc.get("class"), (*trail, "class"), model), args=MappingProxyType(args)
+        )
 
 
 def as_table(entries: Iterable[ModelEntry]) -> str:
@@ -347,4 +395,6 @@ def as_table(entries: Iterable[ModelEntry]) -> str:
     header = ("key", "family", "task", "source", "sets", "id")
     rows = [header] + [(e.key, e.family, e.task, e.source, ",".join(e.sets) or "-", e.id) for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class Settings:
     batch_sizes: tuple[int, ...] = (1,)
     verify_only: bool = False  #: check outputs, skip timing
     benchmark_only: bool = False  #: time, skip output checks
-    measure: MeasureConfig = MeasureConfig()
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -78,31 +78,56 @@ def build_settings(
     registry_dirs = [Path(d) for d in getoption("hf_registry") or ()]
     registry_dirs += [_relative_to(rootdir, d) for d in split_list(getini("hf_registry_dirs"))]
     cache = getoption("hf_cache_dir") or getini("hf_cache_dir")
-    offline = bool(getoption("hf_offline")) or _truthy(getini("hf_offline")) or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+    offline = (
+        bool(getoption("hf_offline"))
+        or _truthy(getini("hf_offline"))
+        or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+    )
     verify_only, benchmark_only = bool(getoption("hf_verify_only")), bool(getoption("hf_benchmark_only"))
     if verify_only and benchmark_only:
         raise OptionError("--hf-verify-only and --hf-benchmark-only exclude each other: give one")
-    batch_sizes = parse_int_list("--hf-batch-sizes", getoption("hf_batch_sizes") or getini("hf_batch_sizes") or "1")
+    batch_sizes = parse_int_list(
+        "--hf-batch-sizes", getoption("hf_batch_sizes") or getini("hf_batch_sizes") or "1"
+    )
     measure = MeasureConfig(
         warmup=_int_option("--hf-warmup", getoption("hf_warmup"), 3, minimum=0),
         min_rounds=_int_option("--hf-rounds", getoption("hf_rounds"), 10, minimum=1),
         min_time_s=float(getoption("hf_min_time") if getoption("hf_min_time") is not None else 0.1),
     )
     selection_given = any(
-        getoption(name) for name in ("hf_family", "hf_model", "hf_set", "hf_mode", "hf_all_hardware",
-                                     "hf_cpu_only", "hf_hardware", "hf_batch_sizes")
+        getoption(name)
+        for name in (
+            "hf_family",
+            "hf_model",
+            "hf_set",
+            "hf_mode",
+            "hf_all_hardware",
+            "hf_cpu_only",
+            "hf_hardware",
+            "hf_batch_sizes",
+        )
     )
     return Settings(
-        families=families, models=models, model_set=model_set, modes=modes, hardware=hardware,
-        hardware_list=hardware_list, registry_dirs=tuple(dict.fromkeys(registry_dirs)),
-        cache_dir=Path(cache).expanduser() if cache else None, offline=offline,
-        list_models=bool(getoption("hf_list_models")), suite_requested=selection_given,
-        batch_sizes=batch_sizes, verify_only=verify_only, benchmark_only=benchmark_only, measure=measure,
+        families=families,
+        models=models,
+        model_set=model_set,
+        modes=modes,
+        hardware=hardware,
+        hardware_list=hardware_list,
+        registry_dirs=tuple(dict.fromkeys(registry_dirs)),
+        cache_dir=Path(cache).expanduser() if cache else None,
+        offline=offline,
+        list_models=bool(getoption("hf_list_models")),
+        suite_requested=selection_given,
+        batch_sizes=batch_sizes,
+        verify_only=verify_only,
+        benchmark_only=benchmark_only,
+        measure=measure,
     )
 
 
 def parse_int_list(option: str, value: str) -> tuple[int, ...]:
-    """"1,4,8" -> (1, 4, 8); anything but positive integers is an error naming the option."""
+    """ "1,4,8" -> (1, 4, 8); anything but positive integers is an error naming the option."""
     numbers = []
     for item in split_list(value):
         if not item.isdigit() or int(item) < 1:

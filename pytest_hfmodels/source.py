@@ -57,7 +57,9 @@ def _local_dir(entry: ModelEntry) -> Path:
     if not path.is_absolute():
         path = Path(entry.registry_file).parent / path
     if not path.is_dir():
-        raise ModelSourceError(f"model {entry.key!r} ({entry.registry_file}): local folder {path} does not exist")
+        raise ModelSourceError(
+            f"model {entry.key!r} ({entry.registry_file}): local folder {path} does not exist"
+        )
     return path
 
 
@@ -68,5 +70,7 @@ def _hub_dir(entry: ModelEntry, offline: bool) -> Path:
     if cached is not None:
         return cached
     if offline:
-        raise ModelUnavailableError(f"model {entry.key!r} ({entry.id}): offline and not in the Hugging Face cache")
+        raise ModelUnavailableError(
+            f"model {entry.key!r} ({entry.id}): offline and not in the Hugging Face cache"
+        )
     return hub.HubClient().snapshot(entry.id, revision=entry.revision)

@@ -40,12 +40,19 @@ def tiny_model_dir(entry: ModelEntry, cache_root: Path) -> Path:
     """Build (once per machine) and return the folder of `entry`'s tiny model."""
     spec = entry.tiny
     if spec is None:
-        raise ModelSourceError(f"model {entry.key!r} ({entry.registry_file}): no 'tiny' section to build from")
+        raise ModelSourceError(
+            f"model {entry.key!r} ({entry.registry_file}): no 'tiny' section to build from"
+        )
     import tokenizers
     import transformers
 
-    key = content_key(BUILDER_VERSION, entry.architecture, _spec_as_json(spec), transformers.__version__,
-                      tokenizers.__version__)
+    key = content_key(
+        BUILDER_VERSION,
+        entry.architecture,
+        _spec_as_json(spec),
+        transformers.__version__,
+        tokenizers.__version__,
+    )
     target = cache_root / "tiny" / f"{entry.key}-{key}"
     try:
         return build_once(target, lambda tmp: build_tiny_model(entry.architecture, spec, tmp))
@@ -63,7 +70,11 @@ def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
     import transformers
 
     tokenizer = train_tokenizer(spec.tokenizer) if spec.tokenizer else None
-    token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in spec.tokenizer.special_tokens} if tokenizer and spec.tokenizer else {}
+    token_ids = (
+        {t: tokenizer.convert_tokens_to_ids(t) for t in spec.tokenizer.special_tokens}
+        if tokenizer and spec.tokenizer
+        else {}
+    )
     overrides = _resolve_tokens(dict(spec.config), token_ids)
     if tokenizer is not None:
         overrides.setdefault("vocab_size", len(tokenizer))
@@ -73,13 +84,18 @@ def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
     model = model_class(config)
     model.eval()
     if spec.generation:
-        model.generation_config = transformers.GenerationConfig(**_resolve_tokens(dict(spec.generation), token_ids))
+        model.generation_config = transformers.GenerationConfig(
+            **_resolve_tokens(dict(spec.generation), token_ids)
+        )
     model.save_pretrained(out)
 
     parts: dict[str, Any] = {}
     if tokenizer is not None:
         parts["tokenizer"] = tokenizer
-    for name, component in (("image_processor", spec.image_processor), ("feature_extractor", spec.feature_extractor)):
+    for name, component in (
+        ("image_processor", spec.image_processor),
+        ("feature_extractor", spec.feature_extractor),
+    ):
         if component is not None:
             parts[name] = _transformers_class(component.cls)(**dict(component.args))
     if spec.processor:
@@ -113,7 +129,9 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=spec.vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            vocab_size=spec.vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
     elif spec.kind == "unigram":
         tok = Tokenizer(models.Unigram())

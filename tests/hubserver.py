@@ -241,7 +241,13 @@ class HubServer:
         self.url = f"http://127.0.0.1:{port}"
         #: where large files redirect to: another origin than ``url``, like the real CDN
         self.cdn_url = f"http://localhost:{port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hubserver", daemon=True)
+        self._thread = threading.Thread(
+            # A short poll interval: shutdown waits for it, once per test.
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="hubserver",
+            daemon=True,
+        )
         self._thread.start()
 
     def add_repo(

@@ -57,7 +57,9 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
 def test_team_registry_runs_both_modes_without_code(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--hf-registry", str(DATA / "registries"), "--hf-family", "electra", "-v")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*electra-tiny-pipeline-cpu* PASSED*", "*electra-tiny-from_pretrained-cpu* PASSED*"])
+    result.stdout.fnmatch_lines(
+        ["*electra-tiny-pipeline-cpu* PASSED*", "*electra-tiny-from_pretrained-cpu* PASSED*"]
+    )
 
 
 @pytest.mark.parametrize("dist", [["-p", "no:xdist"], ["-n", "2"]], ids=["no-xdist", "xdist-2"])
@@ -67,7 +69,9 @@ def test_same_outcomes_with_and_without_xdist(pytester: pytest.Pytester, dist: l
     result.assert_outcomes(passed=4)
     rows = read_rows(rows_file)
     assert sorted(r["case_id"] for r in rows) == [
-        "gpt2-tiny-from_pretrained-cpu", "gpt2-tiny-pipeline-cpu", "vit-tiny-from_pretrained-cpu",
+        "gpt2-tiny-from_pretrained-cpu",
+        "gpt2-tiny-pipeline-cpu",
+        "vit-tiny-from_pretrained-cpu",
         "vit-tiny-pipeline-cpu",
     ]
     workers = {r["worker"] for r in rows}
@@ -98,8 +102,9 @@ def test_broken_weights_fail_with_a_classified_cause(pytester: pytest.Pytester, 
         f"models:\n  nan-bert:\n    source: local\n    id: {broken}\n    sets: [small]\n"
     )
     rows_file, plugin = dump_rows(pytester)
-    result = pytester.runpytest("--hf-registry", str(registries), "--hf-family", "nanbert",
-                                "--hf-mode", "from_pretrained", *plugin)
+    result = pytester.runpytest(
+        "--hf-registry", str(registries), "--hf-family", "nanbert", "--hf-mode", "from_pretrained", *plugin
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*[[]output_check[]] nan-bert-from_pretrained-cpu*non-finite values*"])
     (row,) = read_rows(rows_file)

@@ -23,6 +23,7 @@ def test_list_models_and_collection_import_no_heavy_library() -> None:
         "import pytest, contextlib, io\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert pytest.main(['--hf-list-models', '-p', 'no:cacheprovider']) == 0\n"
-        "    assert pytest.main(['--hf-family', 'bert', '--collect-only', '-q', '-p', 'no:cacheprovider']) == 0\n"
+        "    args = ['--hf-family', 'bert', '--collect-only', '-q', '-p', 'no:cacheprovider']\n"
+        "    assert pytest.main(args) == 0\n"
     )
     assert _modules_after(code) == set()

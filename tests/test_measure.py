@@ -31,8 +31,16 @@ def test_rounds_reach_both_the_minimum_count_and_the_minimum_duration() -> None:
 def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pytest.Pytester) -> None:
     rows_file, plugin = dump_rows(pytester)
     bench_json = pytester.path / "bench.json"
-    result = pytester.runpytest("--hf-family", "gpt2,vit", "--hf-rounds", "5", "--hf-min-time", "0",
-                                f"--benchmark-json={bench_json}", *plugin)
+    result = pytester.runpytest(
+        "--hf-family",
+        "gpt2,vit",
+        "--hf-rounds",
+        "5",
+        "--hf-min-time",
+        "0",
+        f"--benchmark-json={bench_json}",
+        *plugin,
+    )
     result.assert_outcomes(passed=4)
     rows = read_rows(rows_file)
     for row in rows:
@@ -60,13 +68,26 @@ def test_verify_only_under_xdist_stores_no_timings(pytester: pytest.Pytester) ->
 
 def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> None:
     rows_file, plugin = dump_rows(pytester)
-    result = pytester.runpytest("--hf-model", "gpt2-tiny", "--hf-batch-sizes", "1,2", "--hf-rounds", "3",
-                                "--hf-min-time", "0", "-n", "2", *plugin)
+    result = pytester.runpytest(
+        "--hf-model",
+        "gpt2-tiny",
+        "--hf-batch-sizes",
+        "1,2",
+        "--hf-rounds",
+        "3",
+        "--hf-min-time",
+        "0",
+        "-n",
+        "2",
+        *plugin,
+    )
     result.assert_outcomes(passed=4)
     rows = read_rows(rows_file)
     assert sorted(r["case_id"] for r in rows) == [
-        "gpt2-tiny-from_pretrained-cpu", "gpt2-tiny-from_pretrained-cpu-b2",
-        "gpt2-tiny-pipeline-cpu", "gpt2-tiny-pipeline-cpu-b2",
+        "gpt2-tiny-from_pretrained-cpu",
+        "gpt2-tiny-from_pretrained-cpu-b2",
+        "gpt2-tiny-pipeline-cpu",
+        "gpt2-tiny-pipeline-cpu-b2",
     ]
     for row in rows:
         m = row["measurement"]

@@ -7,10 +7,14 @@ import pytest
 from .conftest import DATA
 
 SMALL_TINY_IDS = [
-    "all-minilm-l6-v2-pipeline-cpu", "all-minilm-l6-v2-from_pretrained-cpu",
-    "bert-tiny-pipeline-cpu", "bert-tiny-from_pretrained-cpu",
-    "distilbert-tiny-pipeline-cpu", "distilbert-tiny-from_pretrained-cpu",
-    "roberta-tiny-pipeline-cpu", "roberta-tiny-from_pretrained-cpu",
+    "all-minilm-l6-v2-pipeline-cpu",
+    "all-minilm-l6-v2-from_pretrained-cpu",
+    "bert-tiny-pipeline-cpu",
+    "bert-tiny-from_pretrained-cpu",
+    "distilbert-tiny-pipeline-cpu",
+    "distilbert-tiny-from_pretrained-cpu",
+    "roberta-tiny-pipeline-cpu",
+    "roberta-tiny-from_pretrained-cpu",
 ]
 
 
@@ -33,11 +37,19 @@ def test_family_selection_gives_ids_model_mode_hardware(pytester: pytest.Pyteste
 
 def test_model_and_mode_options_accept_comma_lists_and_repeats(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
-        "--hf-model", "bert-tiny,gpt2-tiny", "--hf-model", "vit-tiny", "--hf-mode", "from_pretrained",
-        "--collect-only", "-q",
+        "--hf-model",
+        "bert-tiny,gpt2-tiny",
+        "--hf-model",
+        "vit-tiny",
+        "--hf-mode",
+        "from_pretrained",
+        "--collect-only",
+        "-q",
     )
     assert collected_ids(result) == [
-        "bert-tiny-from_pretrained-cpu", "gpt2-tiny-from_pretrained-cpu", "vit-tiny-from_pretrained-cpu"
+        "bert-tiny-from_pretrained-cpu",
+        "gpt2-tiny-from_pretrained-cpu",
+        "vit-tiny-from_pretrained-cpu",
     ]
 
 
@@ -67,7 +79,10 @@ def test_keyword_selection_works_on_ids(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--hf-registry", str(DATA / "broken"), "--hf-family", "broken"], "bad.yaml:9: model 'broken-tiny': field 'colour'"),
+        (
+            ["--hf-registry", str(DATA / "broken"), "--hf-family", "broken"],
+            "bad.yaml:9: model 'broken-tiny': field 'colour'",
+        ),
         (["--hf-family", "nope"], "--hf-family 'nope': no such family"),
         (["--hf-model", "nope"], "--hf-model 'nope': no such model key"),
         (["--hf-family", "bert", "--hf-mode", "telepathy"], "--hf-mode: unknown mode 'telepathy'"),
@@ -75,7 +90,9 @@ def test_keyword_selection_works_on_ids(pytester: pytest.Pytester) -> None:
         (["--cpu-only", "--all-hardware"], "exclude each other"),
     ],
 )
-def test_bad_input_is_a_usage_error_naming_it(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+def test_bad_input_is_a_usage_error_naming_it(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()

@@ -25,9 +25,15 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
         small = [e for e in registry.entries if e.family == family and "small" in e.sets]
         assert any(e.source == "tiny" for e in small), family
     key_ids = {e.id for e in registry.select(model_set="key") if e.source == "hub"}
-    assert {"google-bert/bert-base-uncased", "distilbert/distilbert-base-uncased", "FacebookAI/roberta-base",
-            "openai-community/gpt2", "google-t5/t5-small", "google/vit-base-patch16-224",
-            "openai/whisper-tiny"} <= key_ids
+    assert {
+        "google-bert/bert-base-uncased",
+        "distilbert/distilbert-base-uncased",
+        "FacebookAI/roberta-base",
+        "openai-community/gpt2",
+        "google-t5/t5-small",
+        "google/vit-base-patch16-224",
+        "openai/whisper-tiny",
+    } <= key_ids
 
 
 def test_unknown_field_names_file_line_model_and_field() -> None:
@@ -56,7 +62,10 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     ],
 )
 def test_field_errors(tmp_path: Path, snippet: str, field: str | None, problem: str) -> None:
-    path = write(tmp_path, f"family: f\ntask: fill-mask\nmodality: text\narchitecture: A\nmodels:\n  m1:\n    {snippet}\n")
+    path = write(
+        tmp_path,
+        f"family: f\ntask: fill-mask\nmodality: text\narchitecture: A\nmodels:\n  m1:\n    {snippet}\n",
+    )
     with pytest.raises(RegistryError) as info:
         load_registry_file(path)
     assert problem in str(info.value)
@@ -66,7 +75,8 @@ def test_field_errors(tmp_path: Path, snippet: str, field: str | None, problem: 
 
 
 def test_duplicate_model_keys_across_files_name_both(tmp_path: Path) -> None:
-    body = "family: {f}\ntask: t\nmodality: text\narchitecture: A\nmodels:\n  bert-tiny:\n    source: hub\n    id: a/b\n"
+    body = "family: {f}\ntask: t\nmodality: text\narchitecture: A\n"
+    body += "models:\n  bert-tiny:\n    source: hub\n    id: a/b\n"
     write(tmp_path, body.format(f="other"), "other.yaml")
     with pytest.raises(RegistryError, match=r"also defined in .*bert\.yaml"):
         load_registries([tmp_path])

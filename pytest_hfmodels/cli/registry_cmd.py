@@ -11,7 +11,9 @@ from ..registry import as_table, load_registries
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("registry", help="list or validate the model registries")
     parser.add_argument("action", choices=("ls", "validate"), nargs="?", default="ls")
-    parser.add_argument("--registry", action="append", default=[], metavar="DIR", help="extra registry folder")
+    parser.add_argument(
+        "--registry", action="append", default=[], metavar="DIR", help="extra registry folder"
+    )
     parser.add_argument("--set", dest="model_set", default="all", choices=("small", "key", "all"))
     parser.set_defaults(func=run)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checks
+from ..errors import CheckFailed
 from ..hardware import Device
 from ..registry import ModelEntry
 from .inputs import SAMPLE_TEXT, image_size, sample_audio, sample_image, torch_device
@@ -31,7 +32,9 @@ class FromPretrainedRunner:
             "vision": transformers.AutoImageProcessor,
             "audio": transformers.AutoFeatureExtractor,
         }
-        self.preprocessor = loaders.get(self.entry.modality, transformers.AutoProcessor).from_pretrained(model_dir)
+        self.preprocessor = loaders.get(self.entry.modality, transformers.AutoProcessor).from_pretrained(
+            model_dir
+        )
         if self.entry.modality == "text" and self.preprocessor.pad_token is None:
             # Causal LMs ship without a pad token; batching needs one, and eos is the usual choice.
             self.preprocessor.pad_token = self.preprocessor.eos_token
@@ -48,7 +51,9 @@ class FromPretrainedRunner:
             encoded = dict(self.preprocessor(images=images, return_tensors="pt"))
         else:
             rate = self.preprocessor.sampling_rate
-            encoded = dict(self.preprocessor([sample_audio(rate)] * batch_size, sampling_rate=rate, return_tensors="pt"))
+            encoded = dict(
+                self.preprocessor([sample_audio(rate)] * batch_size, sampling_rate=rate, return_tensors="pt")
+            )
             encoded.pop("attention_mask", None)
         if getattr(config, "is_encoder_decoder", False):
             start = config.decoder_start_token_id
@@ -61,13 +66,17 @@ class FromPretrainedRunner:
 
         with torch.inference_mode():
             outputs = self.model(**inputs)
-        return {name: value.detach().float().cpu().numpy() for name, value in outputs.items() if torch.is_tensor(value)}
+        return {
+            name: value.detach().float().cpu().numpy()
+            for name, value in outputs.items()
+            if torch.is_tensor(value)
+        }
 
     def check(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
         batch = next(iter(inputs.values())).shape[0]
         for name, expected in self._expected_shapes(inputs, batch).items():
             if name not in outputs:
-                raise checks.CheckFailed(f"from_pretrained: output {name!r} missing (got {sorted(outputs)})")
+                raise CheckFailed(f"from_pretrained: output {name!r} missing (got {sorted(outputs)})")
             checks.check_shape(f"{self.entry.architecture}.{name}", outputs[name].shape, expected)
         for name, values in outputs.items():
             checks.check_finite(f"{self.entry.architecture}.{name}", values)
@@ -90,7 +99,9 @@ class FromPretrainedRunner:
         shapes: dict[str, tuple[int | None, ...]] = {}
         if self.entry.architecture.endswith(("ForImageClassification", "ForSequenceClassification")):
             shapes["logits"] = (batch, config.num_labels)
-        elif self.entry.architecture.endswith(("ForMaskedLM", "LMHeadModel", "ForCausalLM", "ForConditionalGeneration")):
+        elif self.entry.architecture.endswith(
+            ("ForMaskedLM", "LMHeadModel", "ForCausalLM", "ForConditionalGeneration")
+        ):
             shapes["logits"] = (batch, length, config.vocab_size)
         else:
             shapes["last_hidden_state"] = (batch, length, config.hidden_size)

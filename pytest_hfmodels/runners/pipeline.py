@@ -13,7 +13,15 @@ from .. import checks
 from ..errors import CheckFailed
 from ..hardware import Device
 from ..registry import ModelEntry
-from .inputs import SAMPLE_PROMPT, SAMPLE_TEXT, SAMPLE_TEXT2TEXT, image_size, sample_audio, sample_image, torch_device
+from .inputs import (
+    SAMPLE_PROMPT,
+    SAMPLE_TEXT,
+    SAMPLE_TEXT2TEXT,
+    image_size,
+    sample_audio,
+    sample_image,
+    torch_device,
+)
 
 _MAX_NEW_TOKENS = 8
 _TOP_K = 3
@@ -38,7 +46,9 @@ class PipelineRunner:
             model_class = getattr(transformers, self.entry.architecture)
             self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
             return
-        self.pipe = transformers.pipeline(self.entry.task, model=str(model_dir), device=torch_device(self.device))
+        self.pipe = transformers.pipeline(
+            self.entry.task, model=str(model_dir), device=torch_device(self.device)
+        )
 
     def make_inputs(self, batch_size: int = 1) -> Any:
         task = self.entry.task
@@ -85,7 +95,9 @@ class PipelineRunner:
         elif task == "text-generation":
             prompt_length = len(self.pipe.tokenizer(inputs[0])["input_ids"])
             for generated in _per_input(outputs, len(inputs)):
-                checks.check_new_tokens(prompt_length, len(generated[0]["generated_token_ids"]), "text-generation")
+                checks.check_new_tokens(
+                    prompt_length, len(generated[0]["generated_token_ids"]), "text-generation"
+                )
         elif task == "text2text-generation":
             # generate() output starts with the decoder start token: anything beyond it is new.
             checks.check_new_tokens(1, int(outputs.shape[-1]), "text2text-generation (generate)")
@@ -109,7 +121,9 @@ class PipelineRunner:
         similarity = self.entry.expect.get("similarity")
         if similarity:
             first, second = (checks.sentence_embedding(o) for o in outputs[:2])
-            checks.check_similarity(first, second, float(similarity["cosine"]), float(similarity["tolerance"]))
+            checks.check_similarity(
+                first, second, float(similarity["cosine"]), float(similarity["tolerance"])
+            )
 
     def close(self) -> None:
         self.pipe = self.model = self.tokenizer = None

@@ -17,13 +17,21 @@ from pytest_hfmodels.runners import Runner
 from pytest_hfmodels.session import PluginSession
 
 
-def test_model(hf_case: Case, hf_runner: Runner, hf_device: Device, hf_record: CaseRecord,
-               hf_session: PluginSession, request: pytest.FixtureRequest) -> None:
+def test_model(
+    hf_case: Case,
+    hf_runner: Runner,
+    hf_device: Device,
+    hf_record: CaseRecord,
+    hf_session: PluginSession,
+    request: pytest.FixtureRequest,
+) -> None:
     settings = hf_session.settings
     hf_record.run(hf_runner, check=not settings.benchmark_only)
     if settings.verify_only:
         return
-    benchmark = request.getfixturevalue("benchmark") if request.config.pluginmanager.hasplugin("benchmark") else None
+    benchmark = (
+        request.getfixturevalue("benchmark") if request.config.pluginmanager.hasplugin("benchmark") else None
+    )
     # Other xdist workers run their own cases on the same cores meanwhile: say so in the row.
     contended = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
     hf_record.benchmark(hf_runner, settings.measure, hf_device.kind, benchmark, contended)
