@@ -21,6 +21,11 @@ class ModelFiles:
     architectures: tuple[str, ...]
 
 
+#: what a run needs of a Hub repo: config, safetensors weights, tokenizer and processor files
+#: (not the TensorFlow, Flax, ONNX or .bin copies many repos also hold)
+HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken")
+
+
 def resolve_model_files(entry: ModelEntry, cache_root: Path, offline: bool) -> ModelFiles:
     if entry.source == "tiny":
         path = tiny_model_dir(entry, cache_root)
@@ -73,4 +78,4 @@ def _hub_dir(entry: ModelEntry, offline: bool) -> Path:
         raise ModelUnavailableError(
             f"model {entry.key!r} ({entry.id}): offline and not in the Hugging Face cache"
         )
-    return hub.HubClient().snapshot(entry.id, revision=entry.revision)
+    return hub.HubClient(offline=offline).snapshot(entry.id, revision=entry.revision, allow_patterns=HUB_PATTERNS)
