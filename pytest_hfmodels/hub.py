@@ -264,12 +264,20 @@ class HubClient:
 
 
 def cached_snapshot_path(
-    repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None
+    repo_id: str,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    allow_patterns: Sequence[str] | None = None,
 ) -> Path | None:
-    """The cached snapshot folder of a revision, None if it is not cached or known to be incomplete."""
+    """The cached snapshot folder of a revision, None if the files matching ``allow_patterns``
+    (all files when None) are not cached or known to be incomplete."""
     try:
         folder = snapshot_download(
-            repo_id, revision=revision, cache_dir=Path(cache_dir or hub_cache_dir()), local_files_only=True
+            repo_id,
+            revision=revision,
+            cache_dir=Path(cache_dir or hub_cache_dir()),
+            local_files_only=True,
+            allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
         )
     except LocalEntryNotFoundError:  # IncompleteSnapshotError included
         return None

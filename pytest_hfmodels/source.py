@@ -71,11 +71,13 @@ def _local_dir(entry: ModelEntry) -> Path:
 def _hub_dir(entry: ModelEntry, offline: bool) -> Path:
     from . import hub
 
-    cached = hub.cached_snapshot_path(entry.id, entry.revision)
+    cached = hub.cached_snapshot_path(entry.id, entry.revision, allow_patterns=HUB_PATTERNS)
     if cached is not None:
         return cached
     if offline:
         raise ModelUnavailableError(
             f"model {entry.key!r} ({entry.id}): offline and not in the Hugging Face cache"
         )
-    return hub.HubClient(offline=offline).snapshot(entry.id, revision=entry.revision, allow_patterns=HUB_PATTERNS)
+    return hub.HubClient(offline=offline).snapshot(
+        entry.id, revision=entry.revision, allow_patterns=HUB_PATTERNS
+    )
