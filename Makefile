@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 
 # The offline default suite: tiny models of every family plus the real MiniLM, two modes, cpu.
 demo: venv
-	cd $(CURDIR) && HF_HUB_OFFLINE=1 $(BIN)/pytest --hf-set small --hf-offline -p no:cacheprovider -rs
+	HF_HUB_OFFLINE=1 $(BIN)/pytest --hf-set small --hf-offline -p no:cacheprovider -rs --benchmark-columns=median,rounds
+	$(BIN)/hfmodels report
 
 test: venv
 	$(BIN)/pytest -p no:cacheprovider

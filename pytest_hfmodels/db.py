@@ -1,9 +1,9 @@
-"""The DuckDB results database: opening (with migration), storing a run, spill, ingest.
+"""The DuckDB results database: opening (with migration) and storing a run, or spilling it.
 
 Only the controller writes a run, once, at session end, in one transaction. DuckDB lets one
 process write a file at a time, so opening retries for a bounded time; when the write still
 cannot happen, `store_run` saves the rows to a Parquet spill file beside the database and
-`ingest_spill` loads it later. A run's `run_uid` makes writing it idempotent, so ingesting a
+`db_ingest.ingest_spill` loads it later. A run's `run_uid` makes writing it idempotent, so ingesting a
 spill file twice, or merging a database twice, stores each run once.
 
 duckdb and pyarrow are imported inside functions: the recorder imports this module with the plugin.
@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .db_schema import SCHEMA_VERSION, migrate, stored_version
-from .db_spill import read_spill, rows_table, write_spill
+from .db_schema import SCHEMA_VERSION, migrate, rollback, stored_version
+from .db_spill import rows_table, write_spill
 from .errors import ResultsError
 from .results import ResultRow
 from .run_environment import RunEnvironment
@@ -37,8 +37,13 @@ DEFAULT_DB_PATH = Path(".hfmodels/results.duckdb")
 # Columns of a performance row that only a measurement fills; a row with none of them measured
 # nothing and is stored in hardware_compatibility only.
 _MEASURED_COLUMNS = (
-    "latency_mean_ms", "latency_p50_ms", "throughput_per_s", "peak_memory_mb", "load_time_s",
-    "first_call_ms", "onnx_conversion_time_s",
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "throughput_per_s",
+    "peak_memory_mb",
+    "load_time_s",
+    "first_call_ms",
+    "onnx_conversion_time_s",
 )
 
 
@@ -58,11 +63,16 @@ def hardware_key(label: str, device_name: str | None) -> str:
 
 
 def _is_lock_error(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+    # DuckDB reports another process's file lock as an IOException with this wording.
+    message = str(exc).lower()
+    return "could not set lock" in message or "conflicting lock" in message
 
 
 def open_database(
-    path: Path, *, read_only: bool = False, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    path: Path,
+    *,
+    read_only: bool = False,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> duckdb.DuckDBPyConnection:
     """Open (and, when writable, create and migrate) the database, waiting out other writers."""
     import duckdb
@@ -104,6 +114,11 @@ def open_database(
     return con
 
 
+def _devices_of(table: pa.Table) -> list[tuple[str, str | None]]:
+    labels = table.column("hardware").to_pylist()
+    return list(zip(labels, table.column("device_name").to_pylist(), strict=True))
+
+
 def _hardware_rows(environment: RunEnvironment, table: pa.Table) -> list[list[Any]]:
     """One row per device: described by the detected hardware where known, else by the results."""
 
@@ -111,53 +126,71 @@ def _hardware_rows(environment: RunEnvironment, table: pa.Table) -> list[list[An
         return next((item[name] for name in names if item.get(name) is not None), None)
 
     devices: dict[str, list[Any]] = {}
-    for label, device_name in zip(table.column("hardware").to_pylist(), table.column("device_name").to_pylist()):
+    for label, device_name in _devices_of(table):
         devices.setdefault(hardware_key(label, device_name), [label, None, device_name, None, None, None])
+    # Keys as hardware.Device.to_dict writes them (label, kind, name, memory_mb, driver, versions).
     for item in environment.hardware:
-        label = first(item, "label", "name", "type", "kind")
+        label = first(item, "label", "kind")
         if label is None:
             continue
-        device_name = first(item, "device_name", "device")
-        versions = first(item, "library_versions", "versions")
+        device_name = first(item, "name", "device_name")
+        versions = first(item, "versions", "library_versions")
         devices[hardware_key(str(label), device_name)] = [
-            str(label), first(item, "type", "kind", "hardware_type"), device_name,
-            first(item, "memory_mb", "total_memory_mb", "memory_total_mb"),
-            first(item, "driver_version", "driver"),
+            str(label),
+            first(item, "kind", "type"),
+            device_name,
+            first(item, "memory_mb"),
+            first(item, "driver", "driver_version"),
             json.dumps(versions) if versions is not None else None,
         ]
     return [[key, *values] for key, values in sorted(devices.items())]
 
 
 def insert_run(
-    con: duckdb.DuckDBPyConnection, environment: RunEnvironment, table: pa.Table, exit_status: int | None,
+    con: duckdb.DuckDBPyConnection,
+    environment: RunEnvironment,
+    table: pa.Table,
+    exit_status: int | None,
 ) -> int:
     """Store one run (environment + flattened rows) in one transaction; returns its run id."""
     import duckdb
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    keys = [hardware_key(label, name) for label, name in
-            zip(table.column("hardware").to_pylist(), table.column("device_name").to_pylist())]
-    incoming = table.append_column("hardware_key", pa.array(keys, pa.string()))
+    # hardware_key(label, device_name), computed column-wise
+    device_names = pc.fill_null(table.column("device_name"), "")
+    keys = pc.binary_join_element_wise(table.column("hardware"), device_names, "|")
+    incoming = table.append_column("hardware_key", keys)
     success = not pc.any(pc.equal(table.column("status"), "fail")).as_py()
+    con.register("incoming_rows", incoming)
     con.execute("BEGIN TRANSACTION")
     try:
-        existing = con.execute("SELECT run_id FROM test_runs WHERE run_uid = ?", [environment.run_uid]).fetchone()
+        existing = con.execute(
+            "SELECT run_id FROM test_runs WHERE run_uid = ?", [environment.run_uid]
+        ).fetchone()
         if existing:
-            con.execute("ROLLBACK")
+            rollback(con)
             return int(existing[0])
         inserted = con.execute(
             """INSERT INTO test_runs (run_uid, started_at, finished_at, command_line, git_commit, host,
                    python_version, platform, package_versions, hardware, exit_status, success)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id""",
-            [environment.run_uid, _utc_naive(environment.started_at), _utc_naive(environment.finished_at),
-             environment.command_line, environment.git_commit, environment.host, environment.python_version,
-             environment.platform, json.dumps(dict(environment.package_versions)),
-             json.dumps([dict(item) for item in environment.hardware]), exit_status, success],
+            [
+                environment.run_uid,
+                _utc_naive(environment.started_at),
+                _utc_naive(environment.finished_at),
+                environment.command_line,
+                environment.git_commit,
+                environment.host,
+                environment.python_version,
+                environment.platform,
+                json.dumps(dict(environment.package_versions)),
+                json.dumps([dict(item) for item in environment.hardware]),
+                exit_status,
+                success,
+            ],
         ).fetchone()
         assert inserted is not None  # RETURNING always yields the inserted row
         run_id = int(inserted[0])
-        con.register("incoming_rows", incoming)
         con.execute(
             """INSERT INTO models
                SELECT model_id, any_value(model_key), any_value(family), any_value(task), any_value(source),
@@ -186,28 +219,28 @@ def insert_run(
             )
         con.execute(
             """INSERT INTO hardware_compatibility
-               SELECT ?, case_id, nodeid, model_id, model_key, hardware_key, hardware, mode, batch_size, status,
-                      error_class, error_message, suggested_fix, duration_s, worker
+               SELECT ?, case_id, nodeid, model_id, model_key, hardware_key, hardware, mode, batch_size,
+                      status, error_class, error_message, suggested_fix, duration_s, worker
                FROM incoming_rows""",
             [run_id],
         )
         measured = " OR ".join(f"{column} IS NOT NULL" for column in _MEASURED_COLUMNS)
         con.execute(
             f"""INSERT INTO performance_results BY NAME
-                SELECT ? AS run_id, case_id, model_id, hardware_key, hardware, mode, batch_size, sequence_length,
-                       precision, latency_mean_ms, latency_p50_ms, latency_p90_ms, latency_p95_ms,
-                       latency_p99_ms, latency_stdev_ms, throughput_per_s, peak_memory_mb, load_time_s,
-                       first_call_ms, iterations, warmup, timer, contended, onnx_source,
+                SELECT ? AS run_id, case_id, model_id, hardware_key, hardware, mode, batch_size,
+                       sequence_length, precision, latency_mean_ms, latency_p50_ms, latency_p90_ms,
+                       latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s, peak_memory_mb,
+                       load_time_s, first_call_ms, iterations, warmup, timer, contended, onnx_source,
                        onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path
                 FROM incoming_rows WHERE {measured}""",
             [run_id],
         )
         con.execute("COMMIT")
     except duckdb.Error as exc:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise ResultsError(f"could not store the run: {exc}") from exc
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     finally:
         con.unregister("incoming_rows")
@@ -222,7 +255,11 @@ def _utc_naive(moment: datetime | None) -> datetime | None:
 
 
 def write_run(
-    db_path: Path, environment: RunEnvironment, rows: Iterable[ResultRow], *, exit_status: int | None = None,
+    db_path: Path,
+    environment: RunEnvironment,
+    rows: Iterable[ResultRow],
+    *,
+    exit_status: int | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> int:
     """Store a run in one transaction and return its run id; raises ResultsError when it cannot."""
@@ -235,7 +272,11 @@ def write_run(
 
 
 def store_run(
-    db_path: Path, environment: RunEnvironment, rows: Sequence[ResultRow], *, exit_status: int | None = None,
+    db_path: Path,
+    environment: RunEnvironment,
+    rows: Sequence[ResultRow],
+    *,
+    exit_status: int | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> StoredRun:
     """`write_run`, or, when the database cannot be written, a spill file beside it (with a warning)."""
@@ -247,47 +288,14 @@ def store_run(
         finally:
             con.close()
     except ResultsError as exc:
-        spill = write_spill(db_path.parent, table, kind="run", environment=environment, exit_status=exit_status)
+        spill = write_spill(
+            db_path.parent, table, kind="run", environment=environment, exit_status=exit_status
+        )
         warnings.warn(
             f"hfmodels: {table.num_rows} results not stored ({exc}); saved to {spill}; "
             f"load them with: hfmodels db ingest --db {db_path} {spill}",
-            UserWarning, stacklevel=2,
+            UserWarning,
+            stacklevel=2,
         )
         return StoredRun(row_count=table.num_rows, spill_path=spill, reason=str(exc))
     return StoredRun(row_count=table.num_rows, run_id=run_id)
-
-
-@dataclass(frozen=True)
-class IngestedSpill:
-    path: Path
-    kind: str
-    row_count: int
-    run_id: int | None  #: the run the rows now belong to (kind "run")
-
-
-def ingest_spill(
-    db_path: Path, files: Sequence[Path], *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
-) -> list[IngestedSpill]:
-    """Load spill files into the database, one transaction each, deleting each file once stored."""
-    from .db_conversions import upsert_conversions
-
-    spills = [read_spill(path) for path in files]  # every file is checked before any is stored
-    con = open_database(db_path, lock_timeout_s=lock_timeout_s)
-    ingested: list[IngestedSpill] = []
-    try:
-        for spill in spills:
-            run_id: int | None = None
-            if spill.kind == "run":
-                if spill.environment is None:
-                    raise ResultsError(f"{spill.path}: run spill file without its run environment")
-                run_id = insert_run(con, spill.environment, spill.table, spill.exit_status)
-            elif spill.kind == "onnx_conversion":
-                upsert_conversions(con, spill.table)
-            else:
-                raise ResultsError(f"{spill.path}: unknown spill kind {spill.kind!r}")
-            # Stored (idempotently, by run_uid or natural key), so a crash before this line is harmless.
-            spill.path.unlink()
-            ingested.append(IngestedSpill(spill.path, spill.kind, spill.table.num_rows, run_id))
-    finally:
-        con.close()
-    return ingested

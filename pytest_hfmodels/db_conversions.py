@@ -17,17 +17,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .db import DEFAULT_LOCK_TIMEOUT_S, open_database
-from .db_spill import write_spill
+from .db_schema import rollback
+from .db_spill import scrub_text_array, write_spill
 from .errors import ResultsError
-from .run_environment import scrub_secrets
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
 _COLUMNS = (
-    "model_id", "model_type", "onnx_path", "local_path", "conversion_time_s", "config", "success", "error",
-    "opset", "exporter", "file_size_bytes", "sha256", "max_abs_diff", "converted_at",
+    "model_id",
+    "model_type",
+    "onnx_path",
+    "local_path",
+    "conversion_time_s",
+    "config",
+    "success",
+    "error",
+    "opset",
+    "exporter",
+    "file_size_bytes",
+    "sha256",
+    "max_abs_diff",
+    "converted_at",
 )
 
 
@@ -54,33 +66,49 @@ class OnnxConversion:
 def conversions_table(conversions: list[OnnxConversion]) -> pa.Table:
     import pyarrow as pa
 
-    schema = pa.schema([
-        ("model_id", pa.string()), ("model_type", pa.string()), ("onnx_path", pa.string()),
-        ("local_path", pa.string()), ("conversion_time_s", pa.float64()), ("config", pa.string()),
-        ("success", pa.bool_()), ("error", pa.string()), ("opset", pa.int64()), ("exporter", pa.string()),
-        ("file_size_bytes", pa.int64()), ("sha256", pa.string()), ("max_abs_diff", pa.float64()),
-        ("converted_at", pa.timestamp("us")),
-    ])
+    schema = pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("model_type", pa.string()),
+            ("onnx_path", pa.string()),
+            ("local_path", pa.string()),
+            ("conversion_time_s", pa.float64()),
+            ("config", pa.string()),
+            ("success", pa.bool_()),
+            ("error", pa.string()),
+            ("opset", pa.int64()),
+            ("exporter", pa.string()),
+            ("file_size_bytes", pa.int64()),
+            ("sha256", pa.string()),
+            ("max_abs_diff", pa.float64()),
+            ("converted_at", pa.timestamp("us")),
+        ]
+    )
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     records = []
     for item in conversions:
         converted_at = item.converted_at or now
         if converted_at.tzinfo is not None:
             converted_at = converted_at.astimezone(timezone.utc).replace(tzinfo=None)
-        records.append({
-            **{name: getattr(item, name) for name in _COLUMNS},
-            "config": json.dumps(dict(item.config)) if item.config is not None else None,
-            "error": scrub_secrets(item.error),
-            "converted_at": converted_at,
-        })
-    return pa.Table.from_pylist(records, schema=schema)
+        records.append(
+            {
+                **{name: getattr(item, name) for name in _COLUMNS},
+                "config": json.dumps(dict(item.config)) if item.config is not None else None,
+                "converted_at": converted_at,
+            }
+        )
+    table = pa.Table.from_pylist(records, schema=schema)
+    # Errors and export settings can quote a token as easily as a run's error messages can.
+    return pa.Table.from_arrays([scrub_text_array(column) for column in table.columns], schema=schema)
 
 
 def upsert_conversions(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
     """Insert or replace conversion rows in one transaction; use counts are kept."""
     import duckdb
 
-    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _COLUMNS if name not in ("model_id", "onnx_path"))
+    updates = ", ".join(
+        f"{name} = EXCLUDED.{name}" for name in _COLUMNS if name not in ("model_id", "onnx_path")
+    )
     con.execute("BEGIN TRANSACTION")
     try:
         con.register("incoming_conversions", table)
@@ -91,14 +119,17 @@ def upsert_conversions(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         )
         con.execute("COMMIT")
     except duckdb.Error as exc:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise ResultsError(f"could not record the ONNX conversion: {exc}") from exc
     finally:
         con.unregister("incoming_conversions")
 
 
 def record_conversion(
-    db_path: Path, conversion: OnnxConversion, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    db_path: Path,
+    conversion: OnnxConversion,
+    *,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> Path | None:
     """Store one conversion; returns the spill file's path when the database could not be written."""
     table = conversions_table([conversion])
@@ -110,14 +141,21 @@ def record_conversion(
             con.close()
     except ResultsError as exc:
         spill = write_spill(db_path.parent, table, kind="onnx_conversion")
-        warnings.warn(f"hfmodels: ONNX conversion of {conversion.model_id} not stored ({exc}); saved to {spill}",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"hfmodels: ONNX conversion of {conversion.model_id} not stored ({exc}); saved to {spill}",
+            UserWarning,
+            stacklevel=2,
+        )
         return spill
     return None
 
 
 def record_onnx_use(
-    db_path: Path, model_id: str, onnx_path: str, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    db_path: Path,
+    model_id: str,
+    onnx_path: str,
+    *,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> bool:
     """Count one use of a converted file; False when no such conversion is recorded."""
     con = open_database(db_path, lock_timeout_s=lock_timeout_s)

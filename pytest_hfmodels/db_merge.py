@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .db import DEFAULT_LOCK_TIMEOUT_S, open_database
+from .db_schema import rollback
 from .errors import ResultsError
 
 if TYPE_CHECKING:
@@ -65,7 +66,9 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
         )
         for table, key in (("models", "model_id"), ("hardware_platforms", "hardware_key")):
             columns = _columns(con, table)
-            updates = ", ".join(f'"{c}" = coalesce(EXCLUDED."{c}", {table}."{c}")' for c in columns if c != key)
+            updates = ", ".join(
+                f'"{c}" = coalesce(EXCLUDED."{c}", {table}."{c}")' for c in columns if c != key
+            )
             con.execute(
                 f"""INSERT INTO {table} ({_quoted(columns)}) SELECT {_quoted(columns)} FROM {_SOURCE}.{table}
                     ON CONFLICT ({key}) DO UPDATE SET {updates}"""
@@ -82,7 +85,8 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
         updates = ", ".join(
             f'"{c}" = CASE WHEN EXCLUDED.converted_at > onnx_conversions.converted_at '
             f'THEN EXCLUDED."{c}" ELSE onnx_conversions."{c}" END'
-            for c in conversion_columns if c not in ("model_id", "onnx_path", "use_count", "last_used_at")
+            for c in conversion_columns
+            if c not in ("model_id", "onnx_path", "use_count", "last_used_at")
         )
         con.execute(
             f"""INSERT INTO onnx_conversions ({_quoted(conversion_columns)})
@@ -96,13 +100,16 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
         con.execute("DROP TABLE run_map")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return MergedSource(source, added, total - added)
 
 
 def merge_databases(
-    sources: Sequence[Path], into: Path, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    sources: Sequence[Path],
+    into: Path,
+    *,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> list[MergedSource]:
     """Copy every run of `sources` into `into` (created if needed); returns what each source added."""
     import duckdb

@@ -8,6 +8,7 @@ Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on ever
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -121,7 +122,8 @@ _RUN_COMPATIBILITY = """CREATE VIEW run_compatibility AS
     GROUP BY h.run_id, r.started_at, r.host, h.model_id, h.mode, h.hardware, h.hardware_key"""
 
 SCHEMA_V2: tuple[str, ...] = (
-    "ALTER TABLE performance_results ADD COLUMN onnx_source VARCHAR",  # huggingface | pytorch_conversion | cache
+    # onnx_source: huggingface | pytorch_conversion | cache
+    "ALTER TABLE performance_results ADD COLUMN onnx_source VARCHAR",
     "ALTER TABLE performance_results ADD COLUMN onnx_conversion_status VARCHAR",
     "ALTER TABLE performance_results ADD COLUMN onnx_conversion_time DOUBLE",  # seconds
     "ALTER TABLE performance_results ADD COLUMN onnx_local_path VARCHAR",
@@ -193,6 +195,14 @@ def stored_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; a failed COMMIT may already have ended it."""
+    import duckdb
+
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+
+
 def migrate(con: duckdb.DuckDBPyConnection, where: str) -> int:
     """Bring the database to SCHEMA_VERSION in one transaction; returns the version found before."""
     import duckdb
@@ -213,9 +223,9 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str) -> int:
             con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, applied_at])
         con.execute("COMMIT")
     except duckdb.Error as exc:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise ResultsError(f"{where}: could not migrate the results database: {exc}") from exc
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return found

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from . import fixtures
+from . import fixtures, recorder
 from .errors import OptionError, RegistryError, SelectionError
 from .hardware import parse_hardware_list
 from .registry import as_table
@@ -93,6 +93,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hf_cache_dir", "cache for tiny models and conversions", default="")
     parser.addini("hf_offline", "never reach the Hub (true/false)", default="false")
     parser.addini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
+    recorder.add_options(group, parser)
 
 
 def _new_session(config: pytest.Config) -> PluginSession:
@@ -137,6 +138,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args[:] = [str(SUITE_PATH)]
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "hfmodels-xdist")
+    if not hasattr(config, "workerinput"):  # only the controller stores results
+        config.pluginmanager.register(recorder.ResultRecorder(config), "hfmodels-recorder")
 
 
 class XdistHooks:

@@ -43,15 +43,19 @@ SECRET_OPTIONS = ("--token", "--hf-token", "--use-auth-token")
 REDACTED = "***"
 
 
+def secret_values() -> list[str]:
+    """Values of the token environment variables set now, long enough to be real tokens."""
+    # Very short values would redact ordinary words; real tokens are long.
+    values = (os.environ.get(name) for name in TOKEN_ENV_VARS)
+    return [value for value in values if value and len(value) >= 8]
+
+
 def scrub_secrets(text: str | None) -> str | None:
     """`text` with every Hugging Face token (by shape, or by value of a token env var) redacted."""
     if text is None:
         return None
-    for name in TOKEN_ENV_VARS:
-        value = os.environ.get(name)
-        # Very short values would redact ordinary words; real tokens are long.
-        if value and len(value) >= 8:
-            text = text.replace(value, REDACTED)
+    for value in secret_values():
+        text = text.replace(value, REDACTED)
     return HF_TOKEN_PATTERN.sub(REDACTED, text)
 
 
@@ -89,7 +93,11 @@ def _git_commit(directory: Path) -> str | None:
     try:
         completed = subprocess.run(
             ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
-            cwd=directory, capture_output=True, text=True, timeout=5, check=False,
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

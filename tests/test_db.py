@@ -1,0 +1,417 @@
+"""The results database: schema and migrations, one-transaction writes, spill and ingest, merge.
+
+Every test uses a real DuckDB file; a lock is held by a real second Python process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pytest_hfmodels import cli
+from pytest_hfmodels.db import open_database, store_run, write_run
+from pytest_hfmodels.db_conversions import OnnxConversion, record_conversion, record_onnx_use
+from pytest_hfmodels.db_ingest import ingest_spill
+from pytest_hfmodels.db_merge import merge_databases
+from pytest_hfmodels.db_schema import SCHEMA_V1, SCHEMA_VERSION, stored_version
+from pytest_hfmodels.db_spill import pending_spills
+from pytest_hfmodels.errors import ResultsError
+from pytest_hfmodels.results import Measurement, ResultRow
+from pytest_hfmodels.run_environment import RunEnvironment
+
+HARDWARE = [
+    {"label": "cpu", "kind": "cpu", "name": "Test CPU", "memory_mb": 2048, "driver": None, "versions": {}}
+]
+
+
+def make_row(
+    case: str,
+    *,
+    status: str = "pass",
+    mode: str = "pipeline",
+    model: str = "org/bert-tiny",
+    hardware: str = "cpu",
+    measurement: Measurement | None = None,
+    **extra: object,
+) -> ResultRow:
+    fields: dict[str, object] = dict(
+        nodeid=f"test_models.py::test_model[{case}]",
+        case_id=case,
+        model_key=model.split("/")[-1],
+        model_id=model,
+        family="bert",
+        task="fill-mask",
+        source="tiny",
+        model_type="bert",
+        architecture="BertForMaskedLM",
+        mode=mode,
+        hardware=hardware,
+        device_name="Test CPU",
+        status=status,
+        error_class=None,
+        error_message=None,
+        suggested_fix=None,
+        duration_s=0.25,
+        worker="main",
+        parameters=12345,
+        measurement=measurement or Measurement(),
+    )
+    fields.update(extra)
+    return ResultRow(**fields)  # type: ignore[arg-type]
+
+
+def environment(host: str | None = None) -> RunEnvironment:
+    env = RunEnvironment.capture(["pytest", "-q"], HARDWARE)
+    return dataclasses.replace(env, host=host) if host else env
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "results" / "results.duckdb"
+
+
+@pytest.fixture
+def lock_holder(db: Path) -> Iterator[subprocess.Popen[str]]:
+    """A second process that holds the database open (DuckDB's one-writer-process lock) until told."""
+    open_database(db).close()
+    code = "\n".join(
+        [
+            "import duckdb, sys",
+            "con = duckdb.connect(sys.argv[1])",
+            "print('held', flush=True)",
+            "sys.stdin.readline()",
+        ]
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    yield holder
+    if holder.poll() is None:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.close()
+    holder.wait(timeout=30)
+
+
+def count(db: Path, sql: str, params: list[object] | None = None) -> object:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute(sql, params or []).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return row[0]
+
+
+def test_a_new_database_gets_the_current_schema(db: Path) -> None:
+    con = open_database(db)
+    assert stored_version(con) == SCHEMA_VERSION
+    con.close()
+
+
+def test_a_v1_database_is_upgraded_and_keeps_its_rows(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    con.execute("INSERT INTO schema_version VALUES (1, now()::TIMESTAMP)")
+    for statement in SCHEMA_V1:
+        con.execute(statement)
+    con.execute(
+        "INSERT INTO test_runs (run_uid, started_at, host, success) VALUES ('old', now()::TIMESTAMP, "
+        "'old-host', true)"
+    )
+    con.execute(
+        "INSERT INTO performance_results (run_id, case_id, model_id, hardware_key, hardware, mode, "
+        "latency_p50_ms) VALUES (1, 'c1', 'org/old', 'cpu|', 'cpu', 'pipeline', 4.5)"
+    )
+    con.close()
+
+    upgraded = open_database(db)
+    assert stored_version(upgraded) == SCHEMA_VERSION
+    assert upgraded.execute("SELECT latency_p50_ms, onnx_source FROM performance_results").fetchall() == [
+        (4.5, None)
+    ]
+    assert upgraded.execute("SELECT get_onnx_status('org/old')").fetchone() == ("none",)
+    upgraded.close()
+    # The next run continues the sequence after the old run.
+    assert write_run(db, environment(), [make_row("c2")]) == 2
+
+
+def test_a_failed_migration_changes_nothing(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    con.execute("INSERT INTO schema_version VALUES (1, now()::TIMESTAMP)")
+    for statement in SCHEMA_V1:
+        con.execute(statement)
+    con.execute("CREATE VIEW model_onnx_registry AS SELECT 1 AS x")  # collides with version 2
+    con.close()
+
+    with pytest.raises(ResultsError, match=r"results\.duckdb: could not migrate"):
+        open_database(db)
+    con = duckdb.connect(str(db), read_only=True)
+    assert stored_version(con) == 1
+    columns = [row[0] for row in con.execute("DESCRIBE performance_results").fetchall()]
+    assert "onnx_source" not in columns
+    con.close()
+
+
+def test_a_newer_database_is_refused(db: Path) -> None:
+    open_database(db).close()
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO schema_version VALUES (?, now()::TIMESTAMP)", [SCHEMA_VERSION + 1])
+    con.close()
+    with pytest.raises(ResultsError, match="newer than this pytest-hfmodels"):
+        open_database(db)
+
+
+def test_write_run_stores_every_case_and_only_measured_numbers(db: Path) -> None:
+    rows = [
+        make_row("a", measurement=Measurement(batch_size=1, latency_p50_ms=3.0, latency_mean_ms=3.2)),
+        make_row("b", status="fail", error_class="RuntimeError", error_message="boom"),
+        make_row("c", status="skip", mode="openvino", error_message="openvino is not installed"),
+    ]
+    run_id = write_run(db, environment(), rows, exit_status=1)
+    assert run_id == 1
+    assert count(db, "SELECT count(*) FROM hardware_compatibility WHERE run_id = ?", [run_id]) == 3
+    assert count(db, "SELECT count(*) FROM performance_results") == 1
+    assert count(db, "SELECT latency_p90_ms IS NULL FROM performance_results") is True
+    assert count(db, "SELECT success FROM test_runs") is False
+    assert count(db, "SELECT memory_mb FROM hardware_platforms WHERE hardware_key = 'cpu|Test CPU'") == 2048
+
+
+def test_writing_the_same_run_twice_stores_it_once(db: Path) -> None:
+    env = environment()
+    assert write_run(db, env, [make_row("a")]) == write_run(db, env, [make_row("a")])
+    assert count(db, "SELECT count(*) FROM test_runs") == 1
+
+
+def test_secrets_never_reach_the_database(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "plainsecretvalue123")
+    env = RunEnvironment.capture(
+        ["pytest", "--token", "plainsecretvalue123", "--hf-token=hf_abcdefghijklmn"], []
+    )
+    row = make_row("a", status="fail", error_message="401 for hf_ABCDEFGHIJKLMNOP and plainsecretvalue123")
+    write_run(db, env, [row])
+    con = duckdb.connect(str(db), read_only=True)
+    text = str(
+        con.execute("SELECT * FROM test_runs").fetchall()
+        + con.execute("SELECT * FROM hardware_compatibility").fetchall()
+    )
+    con.close()
+    assert "plainsecretvalue123" not in text and "hf_ABCDEFGHIJKLMNOP" not in text
+    assert "hf_abcdefghijklmn" not in text and "***" in text
+
+
+def test_compatibility_matrix_shows_the_latest_status_per_device(db: Path) -> None:
+    first = environment()
+    write_run(db, first, [make_row("a", status="fail", error_class="OOM"), make_row("b", hardware="cuda")])
+    later = dataclasses.replace(
+        environment(), started_at=first.started_at.replace(year=first.started_at.year + 1)
+    )
+    write_run(db, later, [make_row("a2", status="pass"), make_row("a3", status="skip")])
+    con = duckdb.connect(str(db), read_only=True)
+    matrix = con.execute(
+        "SELECT hardware, status, run_id FROM compatibility_matrix ORDER BY hardware"
+    ).fetchall()
+    con.close()
+    assert matrix == [("cpu", "pass", 2), ("cuda", "pass", 1)]
+
+
+def test_onnx_macros_and_registry(db: Path) -> None:
+    write_run(
+        db,
+        environment(),
+        [
+            make_row(
+                "hub",
+                model="org/with-hub-onnx",
+                mode="onnxruntime",
+                measurement=Measurement(latency_p50_ms=1.0, onnx_source="huggingface"),
+            ),
+        ],
+    )
+    record_conversion(
+        db,
+        OnnxConversion(
+            model_id="org/converted",
+            onnx_path="model.onnx",
+            success=True,
+            opset=17,
+            file_size_bytes=3_000_000_000,
+            config={"dynamic": True},
+        ),
+    )
+    record_conversion(
+        db,
+        OnnxConversion(
+            model_id="org/broken",
+            onnx_path="model.onnx",
+            success=False,
+            error="unsupported op, token hf_abcdefghijklmnop",
+        ),
+    )
+    assert record_onnx_use(db, "org/converted", "model.onnx")
+    assert not record_onnx_use(db, "org/unknown", "model.onnx")
+    con = duckdb.connect(str(db), read_only=True)
+    answers = con.execute(
+        "SELECT m, has_converted_onnx(m), get_onnx_status(m) FROM (VALUES ('org/converted'), ('org/broken'), "
+        "('org/with-hub-onnx'), ('org/never')) v(m) ORDER BY m"
+    ).fetchall()
+    registry = con.execute(
+        "SELECT model_id, success, use_count, file_size_bytes FROM model_onnx_registry ORDER BY model_id"
+    ).fetchall()
+    con.close()
+    assert answers == [
+        ("org/broken", False, "failed"),
+        ("org/converted", True, "converted"),
+        ("org/never", False, "none"),
+        ("org/with-hub-onnx", False, "on_hub"),
+    ]
+    assert registry == [("org/broken", False, 0, None), ("org/converted", True, 1, 3_000_000_000)]
+    assert (
+        count(db, "SELECT error FROM onnx_conversions WHERE model_id = 'org/broken'")
+        == "unsupported op, token ***"
+    )
+
+
+def test_a_locked_database_spills_and_ingest_recovers_every_row(
+    db: Path, lock_holder: subprocess.Popen[str]
+) -> None:
+    rows = [make_row(f"case-{i}", measurement=Measurement(latency_p50_ms=float(i + 1))) for i in range(5)]
+    with pytest.warns(UserWarning, match=r"spill-.*\.parquet"):
+        stored = store_run(db, environment(), rows, lock_timeout_s=0.2)
+    assert stored.run_id is None and stored.spill_path is not None
+    assert stored.spill_path.parent == db.parent and "locked" in (stored.reason or "")
+    assert pending_spills(db) == [stored.spill_path]
+    release(lock_holder)
+
+    backup = db.parent / "copy.parquet"
+    shutil.copy(stored.spill_path, backup)
+    [ingested] = ingest_spill(db, [stored.spill_path])
+    assert ingested.row_count == 5 and not stored.spill_path.exists()
+    assert count(db, "SELECT count(*) FROM hardware_compatibility") == 5
+    assert count(db, "SELECT count(*) FROM performance_results") == 5
+    # The same rows again (a copy of the file) are recognised by their run and not stored twice.
+    ingest_spill(db, [backup])
+    assert count(db, "SELECT count(*) FROM test_runs") == 1
+
+
+def test_an_unreadable_database_spills_too(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not a DuckDB file" * 100)
+    with pytest.warns(UserWarning, match="cannot open the results database"):
+        stored = store_run(db, environment(), [make_row("a")], lock_timeout_s=5)
+    assert stored.spill_path is not None and stored.run_id is None
+    db.unlink()
+    assert [item.row_count for item in ingest_spill(db, [stored.spill_path])] == [1]
+
+
+def test_a_write_waits_for_a_lock_that_is_released(db: Path, lock_holder: subprocess.Popen[str]) -> None:
+    threading.Timer(0.2, release, [lock_holder]).start()
+    stored = store_run(db, environment(), [make_row("a")], lock_timeout_s=60)
+    assert stored.run_id == 1 and stored.spill_path is None
+
+
+def test_a_conversion_spills_when_locked_and_is_ingested(
+    db: Path, lock_holder: subprocess.Popen[str]
+) -> None:
+    with pytest.warns(UserWarning, match="ONNX conversion of org/m not stored"):
+        spill = record_conversion(db, OnnxConversion("org/m", "model.onnx", True), lock_timeout_s=0.1)
+    assert spill is not None
+    release(lock_holder)
+    ingest_spill(db, [spill])
+    assert count(db, "SELECT get_onnx_status('org/m')") == "converted"
+
+
+def test_ingest_names_a_bad_file(db: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "spill-bad.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(ResultsError, match=r"spill-bad\.parquet"):
+        ingest_spill(db, [bad])
+
+
+def test_merge_remaps_run_ids_keeps_hosts_and_is_idempotent(tmp_path: Path) -> None:
+    a, b, into = tmp_path / "a.duckdb", tmp_path / "b.duckdb", tmp_path / "all.duckdb"
+    write_run(a, environment("node-a"), [make_row("x", measurement=Measurement(latency_p50_ms=2.0))])
+    write_run(a, environment("node-a"), [make_row("y")])
+    write_run(b, environment("node-b"), [make_row("x", status="fail", hardware="cuda")])
+    record_conversion(b, OnnxConversion("org/bert-tiny", "model.onnx", True))
+
+    merged = merge_databases([a, b], into)
+    assert [(m.runs_added, m.runs_already_present) for m in merged] == [(2, 0), (1, 0)]
+    again = merge_databases([a, b], into)
+    assert [m.runs_added for m in again] == [0, 0]
+    con = duckdb.connect(str(into), read_only=True)
+    runs = con.execute("SELECT run_id, host FROM test_runs ORDER BY run_id").fetchall()
+    cases = con.execute(
+        "SELECT t.host, h.case_id, h.hardware FROM hardware_compatibility h "
+        "JOIN test_runs t USING (run_id) ORDER BY h.run_id"
+    ).fetchall()
+    assert con.execute("SELECT count(*) FROM performance_results").fetchone() == (1,)
+    assert con.execute("SELECT has_converted_onnx('org/bert-tiny')").fetchone() == (True,)
+    con.close()
+    assert runs == [(1, "node-a"), (2, "node-a"), (3, "node-b")]
+    assert cases == [("node-a", "x", "cpu"), ("node-a", "y", "cpu"), ("node-b", "x", "cuda")]
+
+
+def test_merge_refuses_a_missing_source_and_itself(tmp_path: Path) -> None:
+    into = tmp_path / "all.duckdb"
+    with pytest.raises(ResultsError, match=r"missing\.duckdb: no results database"):
+        merge_databases([tmp_path / "missing.duckdb"], into)
+    write_run(into, environment(), [make_row("a")])
+    with pytest.raises(ResultsError, match="into itself"):
+        merge_databases([into], into)
+
+
+def test_run_environment_redacts_and_finds_the_git_commit(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    env = RunEnvironment.capture(
+        ["pytest", "--token", "abc", "--token=def", "-k", "bert"], HARDWARE, cwd=repo
+    )
+    assert env.git_commit == head
+    assert env.command_line == "pytest --token '***' '--token=***' -k bert"
+    assert RunEnvironment.capture(["pytest"], None, cwd=tmp_path).git_commit is None
+    assert RunEnvironment.from_dict(env.to_dict()) == env
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    modules = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "report_cmd", "db_cmd")))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", modules)
+    return cli.main(list(argv))
+
+
+def test_db_cli_merge_ingest_info(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, into = tmp_path / "a.duckdb", tmp_path / "all.duckdb"
+    write_run(a, environment("node-a"), [make_row("x")])
+    assert run_cli(monkeypatch, "db", "merge", str(a), "--into", str(into)) == 0
+    assert "1 runs added" in capsys.readouterr().out
+    assert run_cli(monkeypatch, "db", "info", "--db", str(into)) == 0
+    out = capsys.readouterr().out
+    assert f"schema version {SCHEMA_VERSION}" in out and "test_runs: 1 rows" in out
+    assert run_cli(monkeypatch, "db", "ingest", "--db", str(into), str(tmp_path / "nope.parquet")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.parquet" in err[0]

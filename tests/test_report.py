@@ -1,0 +1,266 @@
+"""Reports and run comparison over real databases holding real measured timings.
+
+The timings are of a pure-Python loop, measured here: a "slowed" case runs twenty times the
+work of its baseline, so the comparison flags it however fast this machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_hfmodels import cli
+from pytest_hfmodels.db import open_database, write_run
+from pytest_hfmodels.errors import ResultsError
+from pytest_hfmodels.report import (
+    compare_runs,
+    compatibility_json,
+    load_run_report,
+    write_report,
+)
+from pytest_hfmodels.report_markdown import render_markdown
+from pytest_hfmodels.results import Measurement, ResultRow
+from pytest_hfmodels.run_environment import RunEnvironment
+
+ROUNDS = 7
+
+
+def measure_loop(iterations: int) -> Measurement:
+    """Time `sum(range(iterations))` ROUNDS times, after one warm-up call."""
+    sum(range(iterations))
+    samples_ms = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter_ns()
+        sum(range(iterations))
+        samples_ms.append((time.perf_counter_ns() - start) / 1e6)
+    quantiles = statistics.quantiles(samples_ms, n=100, method="inclusive")
+    return Measurement(
+        batch_size=1,
+        sequence_length=16,
+        precision="fp32",
+        latency_mean_ms=statistics.fmean(samples_ms),
+        latency_p50_ms=statistics.median(samples_ms),
+        latency_p90_ms=quantiles[89],
+        latency_p99_ms=quantiles[98],
+        latency_stdev_ms=statistics.stdev(samples_ms),
+        iterations=ROUNDS,
+        warmup=1,
+        timer="perf_counter_ns",
+        contended=False,
+    )
+
+
+def make_row(
+    model: str,
+    mode: str,
+    measurement: Measurement | None,
+    *,
+    status: str = "pass",
+    error_class: str | None = None,
+) -> ResultRow:
+    key = model.split("/")[-1]
+    return ResultRow(
+        nodeid=f"test_models.py::test_model[{key}-{mode}-cpu]",
+        case_id=f"{key}-{mode}-cpu",
+        model_key=key,
+        model_id=model,
+        family="bert",
+        task="fill-mask",
+        source="tiny",
+        model_type="bert",
+        architecture="BertForMaskedLM",
+        mode=mode,
+        hardware="cpu",
+        device_name="Test CPU",
+        status=status,
+        error_class=error_class,
+        error_message="a <b>bad</b> thing | happened" if error_class else None,
+        suggested_fix="install it" if error_class else None,
+        duration_s=0.1,
+        worker="main",
+        parameters=None,
+        measurement=measurement or Measurement(),
+    )
+
+
+def store(db: Path, rows: list[ResultRow]) -> int:
+    return write_run(db, RunEnvironment.capture(["pytest"], []), rows)
+
+
+@pytest.fixture(scope="module")
+def baseline() -> dict[str, Measurement]:
+    return {"bert": measure_loop(20_000), "gpt2": measure_loop(20_000)}
+
+
+@pytest.fixture
+def db(tmp_path: Path, baseline: dict[str, Measurement]) -> Path:
+    path = tmp_path / "results.duckdb"
+    store(
+        path,
+        [
+            make_row("org/bert", "pipeline", baseline["bert"]),
+            make_row("org/gpt2", "pipeline", baseline["gpt2"]),
+            make_row("org/bert", "onnxruntime", None, status="fail", error_class="ModelConversionError"),
+            make_row("org/gpt2", "openvino", None, status="skip"),
+        ],
+    )
+    return path
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    modules = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "report_cmd", "db_cmd")))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", modules)
+    return cli.main(list(argv))
+
+
+def test_compare_flags_the_slowed_case_only(db: Path, baseline: dict[str, Measurement]) -> None:
+    slowed = store(
+        db,
+        [
+            make_row("org/bert", "pipeline", measure_loop(400_000)),
+            make_row("org/gpt2", "pipeline", baseline["gpt2"]),
+        ],
+    )
+    comparison = compare_runs(db, 1, slowed, threshold_pct=10)
+    assert [(d.model_id, d.mode) for d in comparison.regressions] == [("org/bert", "pipeline")]
+    unchanged = next(d for d in comparison.deltas if d.model_id == "org/gpt2")
+    assert unchanged.delta_pct == 0 and not unchanged.regression
+
+
+def test_two_equal_runs_pass_and_the_cli_exit_codes_follow(
+    db: Path,
+    baseline: dict[str, Measurement],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    same = store(
+        db,
+        [
+            make_row("org/bert", "pipeline", baseline["bert"]),
+            make_row("org/gpt2", "pipeline", baseline["gpt2"]),
+        ],
+    )
+    assert compare_runs(db, 1, same, threshold_pct=10).regressions == ()
+    assert (
+        run_cli(
+            monkeypatch, "report", "--db", str(db), "--compare", "1", str(same), "--fail-on-regression", "10%"
+        )
+        == 0
+    )
+    slowed = store(db, [make_row("org/bert", "pipeline", measure_loop(400_000))])
+    assert (
+        run_cli(
+            monkeypatch,
+            "report",
+            "--db",
+            str(db),
+            "--compare",
+            "1",
+            str(slowed),
+            "--fail-on-regression",
+            "10%",
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "only in A" in out  # gpt2 was not run the third time
+
+
+def test_markdown_report_has_the_matrix_the_timings_and_the_failures(db: Path) -> None:
+    report = load_run_report(db)
+    text = render_markdown(report)
+    assert "| model | onnxruntime / cpu | openvino / cpu | pipeline / cpu |" in text
+    assert "| bert (org/bert) | fail (ModelConversionError) |  | pass |" in text
+    assert "| gpt2 (org/gpt2) |  | skip | pass |" in text
+    assert "a &lt;b&gt;bad&lt;/b&gt; thing \\| happened" in text  # a raw pipe would split the cell
+    assert text.count("| pipeline | cpu | 1 | 16 | fp32 |") == 2
+
+
+def test_matrix_json_is_keyed_by_model(db: Path) -> None:
+    data = compatibility_json(load_run_report(db))
+    assert sorted(data["models"]) == ["org/bert", "org/gpt2"]
+    assert data["models"]["org/bert"]["modes"]["onnxruntime"]["cpu"]["status"] == "fail"
+    assert data["models"]["org/gpt2"]["modes"]["openvino"]["cpu"]["status"] == "skip"
+
+
+def test_html_report_is_one_self_contained_file(db: Path, tmp_path: Path) -> None:
+    written = write_report(db, tmp_path / "out", fmt="html")
+    html_path = next(p for p in written if p.suffix == ".html")
+    html = html_path.read_text()
+    references = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", html, flags=re.IGNORECASE)
+    assert len(references) == 2 and all(ref.startswith("data:image/png;base64,") for ref in references)
+    assert "<link" not in html and "<script" not in html and "@import" not in html and "url(" not in html
+    assert "&lt;b&gt;bad&lt;/b&gt;" in html
+    assert json.loads((tmp_path / "out" / "hardware_compatibility_matrix.json").read_text())["run_id"] == 1
+
+
+def test_markdown_report_writes_png_plots(db: Path, tmp_path: Path) -> None:
+    written = write_report(db, tmp_path / "md")
+    names = sorted(p.name for p in written)
+    assert names == [
+        "compatibility_matrix.png",
+        "hardware_compatibility_matrix.json",
+        "latency_p50.png",
+        "report.md",
+    ]
+    for png in (tmp_path / "md").glob("*.png"):
+        assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "![p50 latency](latency_p50.png)" in (tmp_path / "md" / "report.md").read_text()
+
+
+def test_report_cli_writes_a_given_run(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    assert (
+        run_cli(monkeypatch, "report", "--db", str(db), "--run", "1", "--format", "html", "--out", str(out))
+        == 0
+    )
+    assert str(out / "report.html") in capsys.readouterr().out
+    # Without --out, Markdown of the latest run goes to stdout and no file is written.
+    assert run_cli(monkeypatch, "report", "--db", str(db)) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# pytest-hfmodels: run ") and "## Compatibility" in printed
+    assert not (db.parent / "reports").exists()
+    # HTML without --out goes beside the database.
+    assert run_cli(monkeypatch, "report", "--db", str(db), "--format", "html") == 0
+    assert list((db.parent / "reports").glob("run-*/report.html"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["report", "--db", "{tmp}/missing.duckdb"], "missing.duckdb"),
+        (["report", "--db", "{db}", "--run", "x"], "--run"),
+        (["report", "--db", "{db}", "--run", "42"], "no run 42"),
+        (
+            ["report", "--db", "{db}", "--compare", "1", "1", "--fail-on-regression", "ten"],
+            "--fail-on-regression",
+        ),
+        (["report", "--db", "{db}", "--fail-on-regression", "10%"], "--fail-on-regression"),
+    ],
+)
+def test_bad_input_gives_one_line_naming_it(
+    db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    named: str,
+) -> None:
+    args = [a.format(tmp=tmp_path, db=db) for a in argv]
+    assert run_cli(monkeypatch, *args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0]
+
+
+def test_an_empty_database_has_no_latest_run(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.duckdb"
+    open_database(empty).close()
+    with pytest.raises(ResultsError, match=r"empty\.duckdb: no runs stored yet"):
+        load_run_report(empty)
