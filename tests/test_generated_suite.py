@@ -52,6 +52,21 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
     assert minilm["parameters"] == 22_713_216
     loaded = [r for r in rows if r["measurement"]["load_time_s"] is not None]
     assert loaded and all(r["measurement"]["load_time_s"] > 0 for r in loaded)
+    result.stdout.fnmatch_lines(["hfmodels: 16 results stored in run 1 of *results.duckdb"])
+
+    import duckdb  # the default database file, queried as a user would
+
+    with duckdb.connect(str(pytester.path / ".hfmodels" / "results.duckdb"), read_only=True) as con:
+        matrix = con.sql("select model_key, mode, hardware, status from compatibility_matrix").fetchall()
+        assert sorted(matrix) == sorted((r["model_key"], r["mode"], "cpu", "pass") for r in rows)
+        p50 = con.execute(
+            "select latency_p50_ms from performance_results p join models m using (model_id) "
+            "where m.model_id = ? and p.mode = 'pipeline'",
+            ["sentence-transformers/all-MiniLM-L6-v2"],
+        ).fetchone()
+        assert p50 is not None and p50[0] == pytest.approx(minilm["measurement"]["latency_p50_ms"])
+        onnx = con.execute("select has_converted_onnx(?), get_onnx_status(?)", ["tiny/bert-tiny"] * 2)
+        assert onnx.fetchone() == (False, "none")
 
 
 def test_team_registry_runs_both_modes_without_code(pytester: pytest.Pytester) -> None:
