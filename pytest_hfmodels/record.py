@@ -46,6 +46,8 @@ class CaseRecord:
             )
             if check:
                 runner.check(inputs, outputs)
+        # What the runtime really computed in (OpenVINO may pick bf16 on its own, say).
+        self.measured(precision=getattr(runner, "precision", None))
         self.outputs = outputs
         return outputs
 

@@ -9,7 +9,7 @@ from .. import checks
 from ..errors import CheckFailed
 from ..hardware import Device
 from ..registry import ModelEntry
-from .inputs import SAMPLE_TEXT, image_size, sample_audio, sample_image, torch_device
+from .inputs import SAMPLE_TEXT, image_size, precision_name, sample_audio, sample_image, torch_device
 
 
 class FromPretrainedRunner:
@@ -20,6 +20,7 @@ class FromPretrainedRunner:
         self.device = device
         self.model: Any = None
         self.preprocessor: Any = None
+        self.precision: str | None = None
 
     def load(self, model_dir: Path) -> None:
         import transformers
@@ -27,6 +28,7 @@ class FromPretrainedRunner:
         transformers.logging.disable_progress_bar()
         model_class = getattr(transformers, self.entry.architecture)
         self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
+        self.precision = precision_name(self.model.dtype)
         loaders = {
             "text": transformers.AutoTokenizer,
             "vision": transformers.AutoImageProcessor,

@@ -19,6 +19,12 @@ def torch_device(device: Device) -> str:
     return "cpu"
 
 
+def precision_name(dtype: Any) -> str:
+    """torch.float32 -> fp32, the names result rows use for every runtime."""
+    name = str(dtype).removeprefix("torch.")
+    return {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}.get(name, name)
+
+
 def sample_image(height: int, width: int, seed: int = 0) -> Any:
     """A deterministic RGB image (PIL) of the given size."""
     import numpy as np

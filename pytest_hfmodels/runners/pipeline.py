@@ -18,6 +18,7 @@ from .inputs import (
     SAMPLE_TEXT,
     SAMPLE_TEXT2TEXT,
     image_size,
+    precision_name,
     sample_audio,
     sample_image,
     torch_device,
@@ -36,6 +37,7 @@ class PipelineRunner:
         self.pipe: Any = None
         self.model: Any = None
         self.tokenizer: Any = None
+        self.precision: str | None = None
 
     def load(self, model_dir: Path) -> None:
         import transformers
@@ -45,10 +47,12 @@ class PipelineRunner:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
             model_class = getattr(transformers, self.entry.architecture)
             self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
+            self.precision = precision_name(self.model.dtype)
             return
         self.pipe = transformers.pipeline(
             self.entry.task, model=str(model_dir), device=torch_device(self.device)
         )
+        self.precision = precision_name(self.pipe.model.dtype)
 
     def make_inputs(self, batch_size: int = 1) -> Any:
         task = self.entry.task
