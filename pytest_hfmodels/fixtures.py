@@ -15,6 +15,7 @@ import pytest
 from .cases import Case
 from .errors import DependencyMissingError, ModelUnavailableError
 from .hardware import Device, Hardware
+from .pool import torch_model_of
 from .record import CaseRecord
 from .runners import MODES, Runner
 from .session import PluginSession
@@ -99,7 +100,7 @@ def hf_runner(
 
 
 def _parameter_count(runner: Runner) -> int | None:
-    model = getattr(runner, "model", None) or getattr(getattr(runner, "pipe", None), "model", None)
-    if model is None or not hasattr(model, "parameters"):
+    model = torch_model_of(runner)
+    if model is None:
         return None
     return int(sum(p.numel() for p in model.parameters()))

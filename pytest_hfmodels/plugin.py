@@ -17,6 +17,7 @@ import pytest
 from . import fixtures, recorder
 from .errors import OptionError, RegistryError, SelectionError
 from .hardware import parse_hardware_list
+from .pool import RunnerPool
 from .registry import as_table
 from .results import USER_PROPERTY
 from .runners import MODES
@@ -82,6 +83,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hf-warmup", type=int, metavar="N", help="untimed warm-up calls (default 3)")
     group.addoption("--hf-rounds", type=int, metavar="N", help="minimum timed rounds (default 10)")
     group.addoption("--hf-min-time", type=float, metavar="S", help="minimum timed seconds (default 0.1)")
+    group.addoption(
+        "--hf-pool-memory-mb",
+        metavar="MIB",
+        help="memory for loaded models kept for reuse per process (default: a quarter of RAM)",
+    )
     parser.addini("hf_families", "default families to test", type="args", default=[])
     parser.addini("hf_models", "default model keys to test", type="args", default=[])
     parser.addini("hf_set", "default model set (small, key, all)", default="")
@@ -93,6 +99,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hf_cache_dir", "cache for tiny models and conversions", default="")
     parser.addini("hf_offline", "never reach the Hub (true/false)", default="false")
     parser.addini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
+    parser.addini("hf_pool_memory_mb", "memory for loaded models kept for reuse, MiB", default="")
     recorder.add_options(group, parser)
 
 
@@ -102,7 +109,11 @@ def _new_session(config: pytest.Config) -> PluginSession:
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from exc
     workerinput = getattr(config, "workerinput", {})
-    return PluginSession(settings, hardware_dicts=workerinput.get(WORKERINPUT_HARDWARE))
+    return PluginSession(
+        settings,
+        hardware_dicts=workerinput.get(WORKERINPUT_HARDWARE),
+        runners=RunnerPool(settings.pool_memory_mb),
+    )
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:

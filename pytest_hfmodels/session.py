@@ -6,7 +6,6 @@ pay for none of it.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,10 @@ from typing import Any
 from .cache import default_cache_root
 from .cases import Case, expand
 from .hardware import Hardware, detect
+from .pool import RunnerPool
 from .registry import Registry, load_registries
-from .runners import Runner, runner_class
 from .settings import Settings
 from .source import ModelFiles, resolve_model_files
-
-#: how many loaded models a worker keeps for reuse by later cases
-DEFAULT_POOL_SIZE = 2
 
 
 @dataclass
@@ -31,7 +27,7 @@ class PluginSession:
     _hardware: Hardware | None = None
     _cases: list[Case] | None = None
     _files: dict[str, ModelFiles] = field(default_factory=dict)
-    runners: RunnerPool = field(default_factory=lambda: RunnerPool(DEFAULT_POOL_SIZE))
+    runners: RunnerPool = field(default_factory=RunnerPool)
 
     @property
     def registry(self) -> Registry:
@@ -67,36 +63,3 @@ class PluginSession:
         if key not in self._files:
             self._files[key] = resolve_model_files(case.entry, self.cache_root, self.settings.offline)
         return self._files[key]
-
-
-class RunnerPool:
-    """Loaded runners reused across the cases of one process, least recently used released first."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._loaded: OrderedDict[tuple[str, str, str], Runner] = OrderedDict()
-        self.load_times: dict[tuple[str, str, str], float] = {}
-
-    def get(self, case: Case, hardware: Hardware, files: ModelFiles) -> tuple[Runner, float | None]:
-        """The case's runner, loaded; and its load time in seconds when it was loaded now."""
-        import time
-
-        key = (case.entry.key, case.mode, case.hardware)
-        if key in self._loaded:
-            self._loaded.move_to_end(key)
-            return self._loaded[key], None
-        device = hardware.get(case.hardware)
-        assert device is not None  # the hf_device fixture skipped absent devices before this
-        runner = runner_class(case.mode)(case.entry, device)
-        start = time.perf_counter()
-        runner.load(files.path)
-        load_time = time.perf_counter() - start
-        self._loaded[key] = runner
-        while len(self._loaded) > self.capacity:
-            _, oldest = self._loaded.popitem(last=False)
-            oldest.close()
-        return runner, load_time
-
-    def close(self) -> None:
-        while self._loaded:
-            self._loaded.popitem()[1].close()

@@ -40,6 +40,7 @@ class Settings:
     verify_only: bool = False  #: check outputs, skip timing
     benchmark_only: bool = False  #: time, skip output checks
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    pool_memory_mb: float | None = None  #: budget of loaded models per process; None: a quarter of RAM
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -119,6 +120,7 @@ def build_settings(
         offline=offline,
         list_models=bool(getoption("hf_list_models")),
         suite_requested=selection_given,
+        pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),
         batch_sizes=batch_sizes,
         verify_only=verify_only,
         benchmark_only=benchmark_only,
@@ -136,6 +138,18 @@ def parse_int_list(option: str, value: str) -> tuple[int, ...]:
     if not numbers:
         raise OptionError(f"{option}: no values given")
     return tuple(numbers)
+
+
+def _pool_budget(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        budget = float(value)
+    except ValueError:
+        raise OptionError(f"--hf-pool-memory-mb: {value!r} is not a number of MiB") from None
+    if budget < 0:
+        raise OptionError(f"--hf-pool-memory-mb: must be >= 0, got {value}")
+    return budget
 
 
 def _int_option(option: str, value: Any, default: int, minimum: int) -> int:

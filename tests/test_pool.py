@@ -1,0 +1,44 @@
+"""The runner pool: models are reused, and released least recently used first over the budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_hfmodels.cases import Case
+from pytest_hfmodels.hardware import detect
+from pytest_hfmodels.pool import RunnerPool
+from pytest_hfmodels.registry import load_registries
+from pytest_hfmodels.source import resolve_model_files
+
+
+def cases(*keys: str) -> list[Case]:
+    entries = {e.key: e for e in load_registries([]).entries}
+    return [Case(entries[key], "from_pretrained", "cpu") for key in keys]
+
+
+def test_reuse_and_release_least_recently_used_over_budget(tmp_path: Path) -> None:
+    hardware = detect()
+    bert, gpt2, vit = cases("bert-tiny", "gpt2-tiny", "vit-tiny")
+    files = {c.entry.key: resolve_model_files(c.entry, tmp_path, offline=True) for c in (bert, gpt2, vit)}
+
+    roomy = RunnerPool(budget_mb=1e9)
+    first, load_time = roomy.get(bert, hardware, files["bert-tiny"])
+    again, no_load = roomy.get(bert, hardware, files["bert-tiny"])
+    assert again is first and load_time is not None and load_time > 0 and no_load is None
+    roomy.get(gpt2, hardware, files["gpt2-tiny"])
+    assert roomy.released == []
+
+    # A budget that holds one tiny model: the least recently used one goes first.
+    one_model = RunnerPool(budget_mb=0.0)
+    one_model.get(bert, hardware, files["bert-tiny"])
+    one_model.get(gpt2, hardware, files["gpt2-tiny"])
+    one_model.get(bert, hardware, files["bert-tiny"])  # loaded again: it had been released
+    one_model.get(vit, hardware, files["vit-tiny"])
+    assert one_model.released == [
+        ("bert-tiny", "from_pretrained", "cpu"),
+        ("gpt2-tiny", "from_pretrained", "cpu"),
+        ("bert-tiny", "from_pretrained", "cpu"),
+    ]
+    assert one_model.held_mb > 0
+    for pool in (roomy, one_model):
+        pool.close()
