@@ -17,6 +17,14 @@ _LAZY = {
     "load_registries": "pytest_hfmodels.registry",
     "ResultRow": "pytest_hfmodels.results",
     "Measurement": "pytest_hfmodels.results",
+    "ModelConverter": "pytest_hfmodels.convert.parquet",
+    "ConversionConfig": "pytest_hfmodels.convert.parquet_config",
+    "ConversionResult": "pytest_hfmodels.convert.parquet_config",
+    "load_parquet_weights": "pytest_hfmodels.convert.parquet_load",
+    "iter_parquet_weights": "pytest_hfmodels.convert.parquet_load",
+    "get_layer": "pytest_hfmodels.convert.parquet_load",
+    "ModelFileVerifier": "pytest_hfmodels.verify",
+    "verify_and_get_onnx_model": "pytest_hfmodels.verify",
 }
 _ERRORS = (
     "HFModelsError",
@@ -25,6 +33,8 @@ _ERRORS = (
     "ModelConversionError",
     "ModelFileNotFoundError",
     "ModelConnectionError",
+    "ModelAccessError",
+    "WeightsFileError",
 )
 _LAZY.update({name: "pytest_hfmodels.errors" for name in _ERRORS})
 

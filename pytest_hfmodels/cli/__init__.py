@@ -18,6 +18,7 @@ from ..errors import HFModelsError
 COMMAND_MODULES: tuple[str, ...] = (
     "registry_cmd",
     "verify_cmd",
+    "convert_cmd",
     "report_cmd",
     "db_cmd",
 )

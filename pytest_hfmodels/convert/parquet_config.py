@@ -72,7 +72,9 @@ class ConversionConfig:
         if self.compression == "zstd" and not 1 <= self.compression_level <= 22:
             raise OptionError(f"compression_level: zstd levels are 1-22, got {self.compression_level}")
         if not 0 < self.max_chunk_bytes <= PARQUET_MAX_VALUE_BYTES:
-            raise OptionError(f"max_chunk_bytes: must be in 1..{PARQUET_MAX_VALUE_BYTES}, got {self.max_chunk_bytes}")
+            raise OptionError(
+                f"max_chunk_bytes: must be in 1..{PARQUET_MAX_VALUE_BYTES}, got {self.max_chunk_bytes}"
+            )
         for name in ("float16_max_relative_error", "relative_error_floor"):
             if not getattr(self, name) > 0:
                 raise OptionError(f"{name}: must be positive, got {getattr(self, name)}")

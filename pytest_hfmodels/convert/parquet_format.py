@@ -55,7 +55,9 @@ _DTYPE_NAMES_BY_DTYPE = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 def require_little_endian() -> None:
     # Tensor bytes are written and read in the machine's order; the file promises little-endian.
     if sys.byteorder != "little":
-        raise WeightsFileError(f"Parquet weights files are little-endian; this machine is {sys.byteorder}-endian")
+        raise WeightsFileError(
+            f"Parquet weights files are little-endian; this machine is {sys.byteorder}-endian"
+        )
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -80,12 +82,16 @@ def tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
     return flat.view(torch.uint8).numpy()
 
 
-def tensor_from_bytes(raw: np.ndarray, dtype: torch.dtype, shape: tuple[int, ...], *, where: str) -> torch.Tensor:
+def tensor_from_bytes(
+    raw: np.ndarray, dtype: torch.dtype, shape: tuple[int, ...], *, where: str
+) -> torch.Tensor:
     """A tensor over `raw` (uint8), sharing its memory when it is writable and aligned."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     expected = itemsize * _numel(shape)
     if raw.nbytes != expected:
-        raise WeightsFileError(f"{where}: {raw.nbytes} bytes stored, {expected} expected for {dtype} {list(shape)}")
+        raise WeightsFileError(
+            f"{where}: {raw.nbytes} bytes stored, {expected} expected for {dtype} {list(shape)}"
+        )
     if not raw.flags.writeable:
         # Buffers over a memory map or the input file are read-only; torch needs writable memory.
         raw = raw.copy()

@@ -35,10 +35,15 @@ class StoredTensor:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "shape": list(self.shape), "source_dtype": self.source_dtype,
-            "dtype": self.dtype, "num_params": self.num_params, "num_bytes": self.num_bytes,
-            "num_chunks": self.num_chunks, "alias_of": self.alias_of,
-        }  # fmt: skip
+            "name": self.name,
+            "shape": list(self.shape),
+            "source_dtype": self.source_dtype,
+            "dtype": self.dtype,
+            "num_params": self.num_params,
+            "num_bytes": self.num_bytes,
+            "num_chunks": self.num_chunks,
+            "alias_of": self.alias_of,
+        }
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,13 @@ def find_aliases(state_dict: Mapping[str, torch.Tensor]) -> dict[str, str]:
         if tensor.numel() == 0:
             continue  # empty tensors share no bytes worth deduplicating
         view = (
-            tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
-            tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype,
-        )  # fmt: skip
+            tensor.device,
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tuple(tensor.stride()),
+            tensor.dtype,
+        )
         if view in first_name:
             aliases[name] = first_name[view]
         else:
@@ -118,9 +127,7 @@ def write_weights(
     finally:
         writer.close()
     unique = [t for t in stored if t.alias_of is None]
-    source_bytes = sum(
-        state_dict[t.name].numel() * state_dict[t.name].element_size() for t in unique
-    )
+    source_bytes = sum(state_dict[t.name].numel() * state_dict[t.name].element_size() for t in unique)
     return WrittenWeights(
         tensors=tuple(stored),
         stored_bytes=sum(t.num_bytes for t in unique),
@@ -132,9 +139,15 @@ def write_weights(
 def _alias(name: str, tensor: torch.Tensor, target: str, use_float16: bool) -> StoredTensor:
     dtype = stored_dtype(tensor.dtype, use_float16)
     return StoredTensor(
-        name=name, shape=tuple(tensor.shape), source_dtype=dtype_name(tensor.dtype), dtype=dtype_name(dtype),
-        num_params=tensor.numel(), num_bytes=0, num_chunks=0, alias_of=target,
-    )  # fmt: skip
+        name=name,
+        shape=tuple(tensor.shape),
+        source_dtype=dtype_name(tensor.dtype),
+        dtype=dtype_name(dtype),
+        num_params=tensor.numel(),
+        num_bytes=0,
+        num_chunks=0,
+        alias_of=target,
+    )
 
 
 def _write_tensor(
@@ -163,9 +176,14 @@ def _write_tensor(
             )
         )
     return StoredTensor(
-        name=name, shape=tuple(tensor.shape), source_dtype=dtype_name(tensor.dtype), dtype=dtype_name(dtype),
-        num_params=tensor.numel(), num_bytes=raw.nbytes, num_chunks=len(starts),
-    )  # fmt: skip
+        name=name,
+        shape=tuple(tensor.shape),
+        source_dtype=dtype_name(tensor.dtype),
+        dtype=dtype_name(dtype),
+        num_params=tensor.numel(),
+        num_bytes=raw.nbytes,
+        num_chunks=len(starts),
+    )
 
 
 def _binary_without_copy(raw: np.ndarray) -> pa.Array:

@@ -1,0 +1,145 @@
+"""`hfmodels convert`: a model's weights to a validated Parquet file, or to ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..convert.parquet_config import ALL_COMPONENTS, COMPRESSIONS, MODEL_TYPES
+
+ONNX_MODULE = "pytest_hfmodels.convert.onnx"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a model to Parquet weights or ONNX, validated against the original",
+        description="Convert a local model folder or a Hugging Face model id. The output is written to a "
+        "staging folder, validated, and only then moved to --output.",
+    )
+    parser.add_argument("model", help="local model folder, or a model id looked up in the HF cache / Hub")
+    parser.add_argument("--to", dest="target", required=True, choices=("parquet", "onnx"))
+    parser.add_argument("--output", "-o", required=True, type=Path, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--type",
+        dest="model_type",
+        default="auto",
+        choices=MODEL_TYPES,
+        help="model family; auto reads it from config.json (default: auto)",
+    )
+    parser.add_argument(
+        "--component",
+        default="all",
+        choices=ALL_COMPONENTS,
+        help="vision|text for clip, encoder|decoder for whisper (default: all)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
+    parser.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="skip reading the output back and comparing it with the original",
+    )
+    parquet = parser.add_argument_group("parquet")
+    parquet.add_argument("--compression", default="zstd", choices=COMPRESSIONS)
+    parquet.add_argument(
+        "--compression-level", type=int, default=3, metavar="N", help="zstd level 1-22 (default: 3)"
+    )
+    parquet.add_argument(
+        "--float16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store float32 weights as float16 (default: on)",
+    )
+    parquet.add_argument(
+        "--no-tokenizer", dest="tokenizer", action="store_false", help="do not save the tokenizer / processor"
+    )
+    onnx = parser.add_argument_group("onnx")
+    onnx.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    onnx.add_argument(
+        "--exporter",
+        choices=("legacy", "dynamo"),
+        default=None,
+        help="torch.onnx exporter (default: the ONNX converter's order, with its fallback)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target == "onnx":
+        return _run_onnx(args)
+    return _run_parquet(args)
+
+
+def _run_onnx(args: argparse.Namespace) -> int:
+    try:
+        onnx_converter = importlib.import_module(ONNX_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != ONNX_MODULE:
+            raise  # the module exists but one of its dependencies is missing: show the real cause
+        print(
+            f"hfmodels convert: error: --to onnx needs {ONNX_MODULE}, which this installation lacks",
+            file=sys.stderr,
+        )
+        return 1
+    return int(onnx_converter.convert_cli(args))
+
+
+def _run_parquet(args: argparse.Namespace) -> int:
+    from ..convert.parquet import ConversionConfig, ModelConverter
+
+    if args.quiet:
+        import transformers
+
+        # The CLI owns its process: silencing transformers' own bars and warnings touches no one else.
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    config = ConversionConfig(
+        compression=args.compression,
+        compression_level=args.compression_level,
+        use_float16=args.float16,
+        extract_tokenizer=args.tokenizer,
+        validate_output=args.validate,
+        show_progress=not args.quiet and sys.stderr.isatty(),
+    )
+    result = ModelConverter(config).convert(
+        args.model, args.output, model_type=args.model_type, component=args.component
+    )
+    if not result.success:
+        print(f"hfmodels convert: error: {result.error_message}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(_summary(result.metadata, result.parquet_path, result.conversion_time_sec))
+    return 0
+
+
+def _summary(metadata: dict[str, Any], parquet_path: str | None, seconds: float) -> str:
+    validation = metadata.get("validation", {})
+    lines = [
+        f"wrote {parquet_path} in {seconds:.1f} s",
+        f"  {metadata['stored_tensors']} tensors ({len(metadata['aliases'])} tied aliases), "
+        f"{metadata['total_parameters']:,} parameters, {metadata['family']} / {metadata['component']}",
+        f"  file {metadata['file_bytes'] / 1e6:.2f} MB; compression {metadata['compression']} "
+        f"ratio {metadata['compression_ratio']:.3f}; float16 size ratio {metadata['float16_size_ratio']:.3f}",
+    ]
+    if not validation.get("performed"):
+        lines.append("  not validated (--no-validate)")
+        return "\n".join(lines)
+    lines.append(
+        f"  validated: {validation['exact_tensors']} tensors bit-exact, "
+        f"{validation['float16_tensors']} float16 with max relative error "
+        f"{validation['max_relative_error']:.2e} (floor {validation['relative_error_floor']:.1e}, "
+        f"allowed {validation['max_relative_error_allowed']:.1e})"
+    )
+    outputs = validation["outputs"]
+    if outputs["checked"]:
+        lines.append(
+            f"  outputs with reloaded weights: max difference {outputs['max_output_error']:.2e} "
+            f"of scale (tolerance {outputs['tolerance']:.1e})"
+        )
+    else:
+        lines.append(f"  outputs not compared: {outputs['skipped_reason']}")
+    return "\n".join(lines)
