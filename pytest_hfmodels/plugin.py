@@ -54,7 +54,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--hf-model", action="append", metavar="KEY", help="model keys to test (repeatable, comma lists)"
     )
-    group.addoption("--hf-set", choices=MODEL_SETS, help="model set: small (default), key or all")
+    group.addoption("--hf-set", choices=MODEL_SETS, help="model set: small (default), key, all or custom")
+    group.addoption(
+        "--hf-models-file", metavar="PATH", help="the custom set: JSON/YAML {key: {name, family, ...}}"
+    )
     group.addoption(
         "--hf-mode",
         action="append",
@@ -99,6 +102,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hf_cache_dir", "cache for tiny models and conversions", default="")
     parser.addini("hf_offline", "never reach the Hub (true/false)", default="false")
     parser.addini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
+    parser.addini("hf_models_file", "the custom set's file (with hf_set = custom)", default="")
     parser.addini("hf_pool_memory_mb", "memory for loaded models kept for reuse, MiB", default="")
     recorder.add_options(group, parser)
 

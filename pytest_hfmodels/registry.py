@@ -120,11 +120,24 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class FamilyDefaults:
+    """A family's own fields: what an entry that says nothing else inherits."""
+
+    family: str
+    task: str
+    modality: str
+    architecture: str | None
+    tolerances: Tolerances
+    registry_file: str
+
+
+@dataclass(frozen=True)
 class Registry:
     """All entries of all loaded registry files, in a stable order."""
 
     entries: tuple[ModelEntry, ...]
     files: tuple[str, ...]
+    family_defaults: Mapping[str, FamilyDefaults] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -133,28 +146,37 @@ class Registry:
     def select(
         self, families: Iterable[str] = (), models: Iterable[str] = (), model_set: str = "small"
     ) -> tuple[ModelEntry, ...]:
-        """Entries matching the selection; an unknown family or model is an error naming it."""
-        families, models = tuple(families), tuple(models)
-        known_families, known_models = set(self.families), {e.key for e in self.entries}
-        for name in families:
-            if name not in known_families:
-                raise SelectionError(
-                    f"--hf-family {name!r}: no such family (known: {', '.join(sorted(known_families))})"
-                )
-        for name in models:
-            if name not in known_models:
-                raise SelectionError(f"--hf-model {name!r}: no such model key (see pytest --hf-list-models)")
-        chosen = []
-        for entry in self.entries:
-            if families and entry.family not in families:
+        return select(self.entries, families, models, model_set)
+
+
+def select(
+    entries: Iterable[ModelEntry],
+    families: Iterable[str] = (),
+    models: Iterable[str] = (),
+    model_set: str = "small",
+) -> tuple[ModelEntry, ...]:
+    """Entries matching the selection; an unknown family or model is an error naming it."""
+    entries, families, models = tuple(entries), tuple(families), tuple(models)
+    known_families, known_models = {e.family for e in entries}, {e.key for e in entries}
+    for name in families:
+        if name not in known_families:
+            raise SelectionError(
+                f"--hf-family {name!r}: no such family (known: {', '.join(sorted(known_families))})"
+            )
+    for name in models:
+        if name not in known_models:
+            raise SelectionError(f"--hf-model {name!r}: no such model key (see pytest --hf-list-models)")
+    chosen = []
+    for entry in entries:
+        if families and entry.family not in families:
+            continue
+        if models:
+            if entry.key not in models:
                 continue
-            if models:
-                if entry.key not in models:
-                    continue
-            elif model_set != "all" and model_set not in entry.sets:
-                continue
-            chosen.append(entry)
-        return tuple(chosen)
+        elif model_set != "all" and model_set not in entry.sets:
+            continue
+        chosen.append(entry)
+    return tuple(chosen)
 
 
 def builtin_registry_dir() -> Path:
@@ -178,8 +200,10 @@ def load_registries(dirs: Iterable[Path | str], include_builtin: bool = True) ->
     for folder in folders:
         files.extend(sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]))
     entries: dict[str, ModelEntry] = {}
+    defaults: dict[str, FamilyDefaults] = {}
     for path in files:
-        for entry in load_registry_file(path):
+        parser = _Parser(path, None)
+        for entry in load_registry_file(path, parser):
             if entry.key in entries:
                 raise RegistryError(
                     str(path),
@@ -187,11 +211,16 @@ def load_registries(dirs: Iterable[Path | str], include_builtin: bool = True) ->
                     model=entry.key,
                 )
             entries[entry.key] = entry
+        if parser.defaults is not None:
+            defaults.setdefault(parser.defaults.family, parser.defaults)
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.family, e.key)))
-    return Registry(entries=ordered, files=tuple(str(p) for p in files))
+    return Registry(
+        entries=ordered, files=tuple(str(p) for p in files), family_defaults=MappingProxyType(defaults)
+    )
 
 
-def load_registry_file(path: Path) -> tuple[ModelEntry, ...]:
+def load_registry_file(path: Path, parser: _Parser | None = None) -> tuple[ModelEntry, ...]:
+    """The entries of one file; `parser`, if given, is left holding the family's defaults."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -203,7 +232,9 @@ def load_registry_file(path: Path) -> tuple[ModelEntry, ...]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise RegistryError(where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
-    return _Parser(path, node).family(data)
+    parser = parser or _Parser(path, None)
+    parser.index(node)
+    return parser.family(data)
 
 
 class _Parser:
@@ -212,6 +243,10 @@ class _Parser:
     def __init__(self, path: Path, root: yaml.Node | None) -> None:
         self.path = path
         self.lines: dict[tuple[str, ...], int] = {}
+        self.defaults: FamilyDefaults | None = None
+        self.index(root)
+
+    def index(self, root: yaml.Node | None) -> None:
         if root is not None:
             self._index(root, ())
 
@@ -257,22 +292,27 @@ class _Parser:
             if required not in doc:
                 raise self.error((), f"missing required field {required!r}")
         family = self.string(doc["family"], ("family",), None)
-        defaults = {
-            "task": self.string(doc["task"], ("task",), None),
-            "modality": self.string(doc["modality"], ("modality",), None, MODALITIES),
-            "architecture": doc.get("architecture"),
-            "tolerances": self.tolerances(doc.get("tolerances"), ("tolerances",), None, Tolerances()),
-        }
+        architecture = doc.get("architecture")
+        self.defaults = defaults = FamilyDefaults(
+            family=family,
+            task=self.string(doc["task"], ("task",), None),
+            modality=self.string(doc["modality"], ("modality",), None, MODALITIES),
+            architecture=self.string(architecture, ("architecture",), None)
+            if architecture is not None
+            else None,
+            tolerances=self.tolerances(doc.get("tolerances"), ("tolerances",), None, Tolerances()),
+            registry_file=str(self.path),
+        )
         models = doc["models"]
         if not isinstance(models, dict) or not models:
             raise self.error(("models",), "must be a non-empty mapping of model key -> entry")
         return tuple(self.model(family, str(key), value, defaults) for key, value in models.items())
 
-    def model(self, family: str, key: str, value: Any, defaults: dict[str, Any]) -> ModelEntry:
+    def model(self, family: str, key: str, value: Any, defaults: FamilyDefaults) -> ModelEntry:
         trail = ("models", key)
         doc = self.mapping(value, trail, _MODEL_FIELDS, key)
         source = self.string(doc.get("source"), (*trail, "source"), key, SOURCES)
-        architecture = doc.get("architecture", defaults["architecture"])
+        architecture = doc.get("architecture", defaults.architecture)
         arch = self.string(architecture, (*trail, "architecture"), key)
         sets = doc.get("sets", [])
         if not isinstance(sets, list) or not all(s in SET_NAMES for s in sets):
@@ -293,15 +333,15 @@ class _Parser:
         return ModelEntry(
             key=key,
             family=family,
-            task=self.string(doc.get("task", defaults["task"]), (*trail, "task"), key),
-            modality=defaults["modality"],
+            task=self.string(doc.get("task", defaults.task), (*trail, "task"), key),
+            modality=defaults.modality,
             id=self.string(doc.get("id", f"tiny/{key}"), (*trail, "id"), key),
             source=source,
             architecture=arch,
             sets=tuple(sets),
             description=str(doc.get("description", "")),
             tolerances=self.tolerances(
-                doc.get("tolerances"), (*trail, "tolerances"), key, defaults["tolerances"]
+                doc.get("tolerances"), (*trail, "tolerances"), key, defaults.tolerances
             ),
             dependencies=tuple(deps),
             registry_file=str(self.path),

@@ -12,9 +12,10 @@ from typing import Any
 
 from .cache import default_cache_root
 from .cases import Case, expand
+from .custom_set import load_custom_set
 from .hardware import Hardware, detect
 from .pool import RunnerPool
-from .registry import Registry, load_registries
+from .registry import Registry, load_registries, select
 from .settings import Settings
 from .source import ModelFiles, resolve_model_files
 
@@ -50,7 +51,12 @@ class PluginSession:
     def cases(self) -> list[Case]:
         if self._cases is None:
             s = self.settings
-            entries = self.registry.select(s.families, s.models, s.model_set)
+            if s.model_set == "custom" and s.models_file is not None:
+                entries = select(
+                    load_custom_set(s.models_file, self.registry), s.families, s.models, "custom"
+                )
+            else:
+                entries = self.registry.select(s.families, s.models, s.model_set)
             self._cases = expand(entries, s, self.hardware)
         return self._cases
 

@@ -16,7 +16,7 @@ from .errors import OptionError
 from .hardware import parse_hardware_list
 from .measure import MeasureConfig
 
-MODEL_SETS = ("small", "key", "all")
+MODEL_SETS = ("small", "key", "all", "custom")
 DEFAULT_MODES = ("pipeline", "from_pretrained")
 
 
@@ -40,6 +40,7 @@ class Settings:
     verify_only: bool = False  #: check outputs, skip timing
     benchmark_only: bool = False  #: time, skip output checks
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    models_file: Path | None = None  #: the custom set's file (--hf-set custom)
     pool_memory_mb: float | None = None  #: budget of loaded models per process; None: a quarter of RAM
 
 
@@ -120,6 +121,7 @@ def build_settings(
         offline=offline,
         list_models=bool(getoption("hf_list_models")),
         suite_requested=selection_given,
+        models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
         pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),
         batch_sizes=batch_sizes,
         verify_only=verify_only,
@@ -138,6 +140,12 @@ def parse_int_list(option: str, value: str) -> tuple[int, ...]:
     if not numbers:
         raise OptionError(f"{option}: no values given")
     return tuple(numbers)
+
+
+def _models_file(model_set: str, value: Any, rootdir: Path) -> Path | None:
+    if model_set == "custom" and not value:
+        raise OptionError("--hf-set custom needs --hf-models-file PATH (or the ini option hf_models_file)")
+    return _relative_to(rootdir, str(value)) if value else None
 
 
 def _pool_budget(value: Any) -> float | None:

@@ -120,3 +120,44 @@ def test_explicit_paths_keep_the_users_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_mine="def test_plain():\n    pass\n")
     result = pytester.runpytest("test_mine.py", "--hf-family", "bert")
     result.assert_outcomes(passed=1)
+
+
+def test_custom_set_from_the_original_tools_file_format(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".json",
+        my_models='{"my-bert": {"name": "google-bert/bert-base-cased", "family": "bert", "size": "base",'
+        ' "modality": "text"}, "my-vit": {"name": "google/vit-base-patch16-384", "family": "vit"}}',
+    )
+    result = pytester.runpytest(
+        "--hf-set", "custom", "--hf-models-file", "my_models.json", "--collect-only", "-q"
+    )
+    assert collected_ids(result) == [
+        "my-bert-pipeline-cpu",
+        "my-bert-from_pretrained-cpu",
+        "my-vit-pipeline-cpu",
+        "my-vit-from_pretrained-cpu",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"m": {"name": "a/b", "family": "nope"}}',
+            "model 'm': field 'family': no registry defines family 'nope'",
+        ),
+        ('{"m": {"name": "a/b", "family": "bert", "colour": 1}}', "model 'm': field 'colour': unknown field"),
+        ("[1, 2]", "expected {"),
+    ],
+)
+def test_bad_custom_set_is_a_usage_error(pytester: pytest.Pytester, content: str, message: str) -> None:
+    pytester.makefile(".json", custom=content)
+    result = pytester.runpytest("--hf-set", "custom", "--hf-models-file", "custom.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "custom.json" in result.stderr.str() and message in result.stderr.str()
+
+
+def test_custom_set_needs_its_file(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-set", "custom")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--hf-set custom needs --hf-models-file" in result.stderr.str()
