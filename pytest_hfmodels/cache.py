@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def build_once(target: Path, build: Callable[[Path], None], lock_timeout: float 
     others wait on the lock and then find the finished folder.
     """
     if target.is_dir():
+        _touch(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock", timeout=lock_timeout):
@@ -54,3 +56,9 @@ def build_once(target: Path, build: Callable[[Path], None], lock_timeout: float 
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache entry as used now: clean-up removes entries by idle time (mtime)."""
+    with suppress(OSError):
+        os.utime(path)

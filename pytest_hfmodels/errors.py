@@ -28,7 +28,9 @@ def _rebuild(cls: type[HFModelsError], state: dict[str, Any], args: tuple[Any, .
 class RegistryError(HFModelsError):
     """A registry file is unreadable or invalid; the message names file, model key and field."""
 
-    def __init__(self, path: str, message: str, *, model: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, path: str, message: str, *, model: str | None = None, field: str | None = None
+    ) -> None:
         where = path
         if model is not None:
             where += f": model {model!r}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .cases import Case
-from .errors import DependencyMissingError, ModelUnavailableError
+from .errors import DependencyMissingError, HardwareUnavailableError, ModelUnavailableError
 from .hardware import Device, Hardware
 from .pool import torch_model_of
 from .record import CaseRecord
@@ -92,7 +92,10 @@ def hf_runner(
     for module in MODES[hf_case.mode].packages:
         if importlib.util.find_spec(module) is None:
             pytest.skip(str(DependencyMissingError(module, f"mode {hf_case.mode!r}")))
-    runner, load_time = hf_session.runners.get(hf_case, hf_session.hardware, hf_model_files)
+    try:
+        runner, load_time = hf_session.runners.get(hf_case, hf_session.hardware, hf_model_files)
+    except HardwareUnavailableError as exc:  # the device exists, but this runtime build cannot use it
+        pytest.skip(str(exc))
     if load_time is not None:
         hf_record.measured(load_time_s=load_time)
     hf_record.parameters = _parameter_count(runner)

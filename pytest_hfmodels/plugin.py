@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from . import fixtures, recorder
+from . import cache_admin, fixtures, recorder
 from .errors import OptionError, RegistryError, SelectionError
 from .hardware import parse_hardware_list
 from .pool import RunnerPool
@@ -116,7 +116,7 @@ def _new_session(config: pytest.Config) -> PluginSession:
     return PluginSession(
         settings,
         hardware_dicts=workerinput.get(WORKERINPUT_HARDWARE),
-        runners=RunnerPool(settings.pool_memory_mb),
+        runners=RunnerPool(settings.pool_memory_mb, settings.cache_dir),
     )
 
 
@@ -199,3 +199,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None:
         state.runners.close()
+        if not hasattr(session.config, "workerinput") and state.cases_computed:
+            # Past CACHE_CLEANUP_THRESHOLD GB, entries idle CACHE_CLEANUP_MIN_AGE_DAYS go, oldest first.
+            cache_admin.clean_if_needed(state.cache_root)

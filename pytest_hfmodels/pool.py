@@ -11,6 +11,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .cases import Case
@@ -37,8 +38,9 @@ def default_budget_mb() -> float:
 
 
 class RunnerPool:
-    def __init__(self, budget_mb: float | None = None) -> None:
+    def __init__(self, budget_mb: float | None = None, cache_root: Path | None = None) -> None:
         self.budget_mb = default_budget_mb() if budget_mb is None else budget_mb
+        self.cache_root = cache_root  #: where runners that convert (onnxruntime, openvino) cache files
         self._loaded: OrderedDict[tuple[str, str, str], Loaded] = OrderedDict()
         self.released: list[tuple[str, str, str]] = []  #: eviction order, for reports and tests
 
@@ -55,6 +57,8 @@ class RunnerPool:
         device = hardware.get(case.hardware)
         assert device is not None  # the hf_device fixture skipped absent devices before this
         runner = runner_class(case.mode)(case.entry, device)
+        if self.cache_root is not None and hasattr(runner, "cache_root"):
+            runner.cache_root = self.cache_root
         rss_before, start = current_rss_mb(), time.perf_counter()
         runner.load(files.path)
         load_time = time.perf_counter() - start

@@ -47,7 +47,7 @@ class CaseRecord:
             if check:
                 runner.check(inputs, outputs)
         # What the runtime really computed in (OpenVINO may pick bf16 on its own, say).
-        self.measured(precision=getattr(runner, "precision", None))
+        self.measured(precision=getattr(runner, "precision", None), **_onnx_fields(runner))
         self.outputs = outputs
         return outputs
 
@@ -145,3 +145,16 @@ class CaseRecord:
             parameters=self.parameters,
             measurement=self.measurement,
         )
+
+
+def _onnx_fields(runner: Runner) -> dict[str, Any]:
+    """Where the ONNX file of an exported-model runner came from (none for PyTorch modes)."""
+    onnx = getattr(runner, "onnx", None)
+    if onnx is None:
+        return {}
+    return {
+        "onnx_source": onnx.source,
+        "onnx_conversion_status": onnx.status,
+        "onnx_conversion_time_s": onnx.seconds,
+        "onnx_local_path": str(onnx.path),
+    }

@@ -61,6 +61,10 @@ class PluginSession:
         return self._cases
 
     @property
+    def cases_computed(self) -> bool:
+        return self._cases is not None
+
+    @property
     def cache_root(self) -> Path:
         return self.settings.cache_dir or default_cache_root()
 

@@ -19,13 +19,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "registry_cmd",
     "verify_cmd",
     "convert_cmd",
+    "cache_cmd",
     "report_cmd",
     "db_cmd",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hfmodels", description="Verify, convert and report on Hugging Face models.")
+    parser = argparse.ArgumentParser(
+        prog="hfmodels", description="Verify, convert and report on Hugging Face models."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)

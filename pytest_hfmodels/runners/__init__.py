@@ -28,9 +28,27 @@ class ModeInfo:
 MODES: dict[str, ModeInfo] = {
     info.name: info
     for info in (
-        ModeInfo("pipeline", f"{__name__}.pipeline", ("cpu", "cuda", "rocm", "mps"), ("torch", "transformers")),
-        ModeInfo("from_pretrained", f"{__name__}.from_pretrained", ("cpu", "cuda", "rocm", "mps"),
-                 ("torch", "transformers")),
+        ModeInfo(
+            "pipeline", f"{__name__}.pipeline", ("cpu", "cuda", "rocm", "mps"), ("torch", "transformers")
+        ),
+        ModeInfo(
+            "from_pretrained",
+            f"{__name__}.from_pretrained",
+            ("cpu", "cuda", "rocm", "mps"),
+            ("torch", "transformers"),
+        ),
+        ModeInfo(
+            "onnxruntime",
+            f"{__name__}.onnxruntime",
+            ("cpu", "cuda", "rocm"),
+            ("onnxruntime", "onnx", "torch", "transformers"),
+        ),
+        ModeInfo(
+            "openvino",
+            f"{__name__}.openvino",
+            ("cpu", "ov-gpu", "ov-npu"),
+            ("openvino", "onnx", "torch", "transformers"),
+        ),
     )
 }
 

@@ -1,0 +1,240 @@
+"""One export with one torch exporter, and the PyTorch reference an export is checked against.
+
+The reference wraps the model in a module returning a tuple of the spec's named outputs, so the
+graph's output names are stable whatever the model's output class. Comparison follows numpy's
+`allclose` rule (|actual - expected| <= atol + rtol * |expected|, elementwise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelConversionError
+from .specs import ExportSpec, InputShape, Preprocessors, load_preprocessors, make_inputs, model_class
+
+#: the protobuf limit of one ONNX file; larger models keep their weights in external data
+PROTOBUF_LIMIT_BYTES = 2**31
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely one runtime's outputs match the reference's."""
+
+    max_abs_diff: float
+    max_rel_diff: float  #: over elements whose reference magnitude exceeds atol (elsewhere atol rules)
+    ok: bool
+    problems: tuple[str, ...] = ()  #: missing outputs, shape mismatches, non-finite values
+
+    def describe(self, atol: float, rtol: float) -> str:
+        what = (
+            f"max abs diff {self.max_abs_diff:.3g}, max rel diff {self.max_rel_diff:.3g} "
+            f"(atol {atol:g}, rtol {rtol:g})"
+        )
+        return "; ".join((what, *self.problems))
+
+
+def compare_outputs(
+    expected: Mapping[str, Any], actual: Mapping[str, Any], atol: float, rtol: float
+) -> Agreement:
+    """Compare every expected output with the actual one of the same name."""
+    max_abs = max_rel = 0.0
+    ok = True
+    problems: list[str] = []
+    for name, want in expected.items():
+        want = np.asarray(want, dtype=np.float64)
+        if name not in actual:
+            problems.append(f"output {name!r} missing (got {sorted(actual)})")
+            ok = False
+            continue
+        got = np.asarray(actual[name], dtype=np.float64)
+        if got.shape != want.shape:
+            problems.append(f"output {name!r}: shape {got.shape}, PyTorch gives {want.shape}")
+            ok = False
+            continue
+        if not np.isfinite(got).all():
+            problems.append(f"output {name!r}: {int((~np.isfinite(got)).sum())} non-finite values")
+            ok = False
+        diff = np.abs(got - want)
+        max_abs = max(max_abs, float(np.nanmax(diff, initial=0.0)))
+        large = np.abs(want) > atol
+        if large.any():
+            max_rel = max(max_rel, float(np.nanmax(diff[large] / np.abs(want[large]))))
+        ok = ok and bool(np.all(diff <= atol + rtol * np.abs(want)))
+    return Agreement(max_abs, max_rel, ok, tuple(problems))
+
+
+@dataclass
+class ReferenceModel:
+    """The PyTorch model (fp32, CPU), its preprocessors, and the spec resolved against its outputs."""
+
+    spec: ExportSpec
+    model: Any
+    module: Any  #: the model wrapped to return the spec's outputs as a tuple
+    preprocessors: Preprocessors
+    #: inputs at the spec's export shape and the outputs they gave (the run that resolved the outputs)
+    export_sample: tuple[dict[str, Any], dict[str, Any]]
+
+    def inputs(self, shape: InputShape) -> dict[str, Any]:
+        return make_inputs(self.spec, self.preprocessors, self.model.config, shape)
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        import torch
+
+        with torch.inference_mode():
+            results = self.module(
+                *(torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.spec.inputs)
+            )
+        return {
+            name: value.detach().float().numpy()
+            for name, value in zip(self.spec.outputs, results, strict=True)
+        }
+
+    def parameter_bytes(self) -> int:
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+def load_reference(model_dir: Path, spec: ExportSpec, config: Mapping[str, Any]) -> ReferenceModel:
+    """Load the model the way users do, then keep the candidate outputs it actually returns."""
+    import torch
+    import transformers
+
+    transformers.logging.disable_progress_bar()
+    model = model_class(model_dir, config).from_pretrained(model_dir, dtype=torch.float32).eval()
+    pre = load_preprocessors(model_dir)
+    sample = make_inputs(spec, pre, model.config, spec.export_shape)
+    with torch.inference_mode():
+        returned = model(**{k: torch.from_numpy(v) for k, v in sample.items()}, **spec.forward_kwargs)
+    outputs = tuple(name for name in spec.outputs if torch.is_tensor(returned.get(name)))
+    if not outputs:
+        raise ModelConversionError(
+            f"{model_dir}: {type(model).__name__} returns {sorted(returned.keys())}, "
+            f"none of the outputs export spec {spec.name!r} keeps ({list(spec.outputs)})"
+        )
+    spec = dataclasses.replace(spec, outputs=outputs)
+    sample_out = {name: returned[name].detach().float().numpy() for name in outputs}
+    return ReferenceModel(spec, model, _named_outputs(model, spec), pre, (sample, sample_out))
+
+
+def _named_outputs(model: Any, spec: ExportSpec) -> Any:
+    import torch
+
+    names, outputs, kwargs = spec.inputs, spec.outputs, dict(spec.forward_kwargs)
+
+    class NamedOutputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: Any) -> tuple[Any, ...]:
+            result = self.model(**dict(zip(names, tensors, strict=True)), **kwargs)
+            return tuple(result[name] for name in outputs)
+
+    return NamedOutputs().eval()
+
+
+def output_axes(
+    spec: ExportSpec, shapes: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+) -> dict[str, dict[int, str]]:
+    """Output axes that changed between two (inputs, outputs) runs, named after the input axis that did.
+
+    Deriving them from the model's behaviour keeps fixed sizes (classes, vocabulary) static whatever
+    head the model has.
+    """
+    (in_a, out_a), (in_b, out_b) = shapes
+    labelled = {
+        (in_a[name].shape[axis], in_b[name].shape[axis]): label
+        for name, axes in spec.dynamic_axes.items()
+        if name in in_a
+        for axis, label in axes.items()
+    }
+    axes: dict[str, dict[int, str]] = {}
+    for name in spec.outputs:
+        for axis, (size_a, size_b) in enumerate(zip(out_a[name].shape, out_b[name].shape, strict=True)):
+            if size_a != size_b:
+                axes.setdefault(name, {})[axis] = labelled.get((size_a, size_b), f"{name}_{axis}")
+    return axes
+
+
+def export_file(
+    exporter: str,
+    reference: ReferenceModel,
+    inputs: Mapping[str, Any],
+    outputs_axes: Mapping[str, Mapping[int, str]],
+    path: Path,
+    opset: int,
+) -> None:
+    """Write `path` with one torch exporter; the caller validates it."""
+    import torch
+
+    spec = reference.spec
+    args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in spec.inputs)
+    input_names, output_names = list(spec.inputs), list(spec.outputs)
+    # Tracer and deprecation warnings are expected on HF models; validation at another shape, not a
+    # warning, decides whether the export is right.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "legacy":
+            axes = {n: dict(a) for n, a in spec.dynamic_axes.items() if n in spec.inputs}
+            axes.update({n: dict(a) for n, a in outputs_axes.items()})
+            torch.onnx.export(
+                reference.module,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+                do_constant_folding=True,
+            )
+        elif exporter == "dynamo":
+            dims: dict[str, Any] = {}
+
+            def dim(label: str) -> Any:
+                return dims.setdefault(label, torch.export.Dim(label, min=1))
+
+            per_input = tuple(
+                {axis: dim(label) for axis, label in spec.dynamic_axes.get(n, {}).items()} or None
+                for n in spec.inputs
+            )
+            torch.onnx.export(
+                reference.module,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=(per_input,),
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+                external_data=reference.parameter_bytes() >= PROTOBUF_LIMIT_BYTES,
+            )
+        else:
+            raise ModelConversionError(f"unknown exporter {exporter!r} (known: legacy, dynamo)")
+    if not path.is_file():
+        raise ModelConversionError(f"the {exporter} exporter wrote no {path.name}")
+
+
+def run_onnxruntime(
+    path: Path, inputs: Mapping[str, Any], providers: Sequence[Any] = ("CPUExecutionProvider",)
+) -> dict[str, Any]:
+    """One run of the ONNX file in onnxruntime; outputs by graph output name."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # shape-inference warnings about renamed dims are noise here
+    session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, dict(inputs)), strict=True))
+
+
+def shapes_of(inputs: Mapping[str, Any]) -> dict[str, list[int]]:
+    return {name: list(np.shape(value)) for name, value in inputs.items()}

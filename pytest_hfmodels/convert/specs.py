@@ -1,0 +1,325 @@
+"""Export specs: what an ONNX export of a family takes, returns and may vary, chosen from config.json.
+
+A spec is data: input names in graph order, the output names to keep, the dynamic axes of each
+input, the preferred exporter and the shapes used to export and to validate. A family without a
+spec gets one derived from its model class's forward signature and what its own tokenizer or
+processor produces. Sample inputs are always made by the model's own preprocessor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ModelConversionError
+from ..runners.inputs import image_size, sample_audio, sample_image
+
+EXPORTERS = ("legacy", "dynamo")
+DEFAULT_OPSET = 18
+#: candidate outputs, kept in this order when the model returns them (heads give logits, bases hidden states)
+OUTPUT_CANDIDATES = ("logits", "last_hidden_state", "encoder_last_hidden_state")
+
+# Rows differ in content and length, so batched validation exercises padding and attention masks.
+_TEXTS = (
+    "Paris is the capital of France. The quick brown fox jumps over the lazy dog. "
+    "Transformers provide thousands of pretrained models.",
+    "A man is eating food.",
+    "The weather today is sunny with a light breeze.",
+)
+_DECODER_TEXT = "the house is wonderful and the weather is sunny today"
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """Sizes of the variable axes of one set of sample inputs."""
+
+    batch: int
+    length: int | None = None  #: text sequence length; None: the tokenizer's own (longest row)
+    decoder_length: int | None = None  #: decoder_input_ids length of encoder-decoder models
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How to export one family to ONNX."""
+
+    name: str  #: the family, or "derived-<model_type>"
+    modality: str  #: text | vision | audio: which preprocessor makes the inputs
+    inputs: tuple[str, ...]  #: graph input names, in forward order
+    dynamic_axes: Mapping[str, Mapping[int, str]]  #: input name -> {axis: symbolic name}
+    outputs: tuple[str, ...] = OUTPUT_CANDIDATES  #: kept when the model returns them, in this order
+    exporter: str = "legacy"  #: preferred exporter; the other one is the fallback
+    opset: int = DEFAULT_OPSET
+    forward_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    export_shape: InputShape = InputShape(1, 8, 4)
+    #: differs from export_shape in every dynamic axis, so validation proves them dynamic
+    validate_shape: InputShape = InputShape(2, 13, 6)
+
+    @property
+    def fallback(self) -> str:
+        return next(e for e in EXPORTERS if e != self.exporter)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON data: the cache key and conversion.json are made of it."""
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "inputs": list(self.inputs),
+            "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in self.dynamic_axes.items()},
+            "outputs": list(self.outputs),
+            "exporter": self.exporter,
+            "opset": self.opset,
+            "forward_kwargs": dict(self.forward_kwargs),
+            "export_shape": asdict(self.export_shape),
+            "validate_shape": asdict(self.validate_shape),
+        }
+
+
+def _axes(**names: Mapping[int, str]) -> Mapping[str, Mapping[int, str]]:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in names.items()})
+
+
+_TEXT = {0: "batch", 1: "sequence"}
+_DECODER = {0: "batch", 1: "decoder_sequence"}
+_BATCH = {0: "batch"}
+_NO_CACHE = MappingProxyType({"use_cache": False})  # past key values would add outputs per layer
+
+#: specs by config.json model_type. Every family prefers the legacy exporter: on these models it
+#: is 10-20x faster than dynamo and exports them all; dynamo fails on T5 (a strided view it cannot
+#: decompose), and is the fallback for the rest.
+SPECS: Mapping[str, ExportSpec] = MappingProxyType(
+    {
+        "bert": ExportSpec(
+            "bert",
+            "text",
+            ("input_ids", "attention_mask", "token_type_ids"),
+            _axes(input_ids=_TEXT, attention_mask=_TEXT, token_type_ids=_TEXT),
+        ),
+        "distilbert": ExportSpec(
+            "distilbert",
+            "text",
+            ("input_ids", "attention_mask"),
+            _axes(input_ids=_TEXT, attention_mask=_TEXT),
+        ),
+        "roberta": ExportSpec(
+            "roberta", "text", ("input_ids", "attention_mask"), _axes(input_ids=_TEXT, attention_mask=_TEXT)
+        ),
+        "gpt2": ExportSpec(
+            "gpt2",
+            "text",
+            ("input_ids", "attention_mask"),
+            _axes(input_ids=_TEXT, attention_mask=_TEXT),
+            forward_kwargs=_NO_CACHE,
+        ),
+        "t5": ExportSpec(
+            "t5",
+            "text",
+            ("input_ids", "attention_mask", "decoder_input_ids"),
+            _axes(input_ids=_TEXT, attention_mask=_TEXT, decoder_input_ids=_DECODER),
+            forward_kwargs=_NO_CACHE,
+        ),
+        # Whisper's encoder takes exactly 3000 mel frames, so only batch and decoder length vary. The
+        # legacy exporter fails on aten::diff unless decoder_attention_mask is an explicit input.
+        "whisper": ExportSpec(
+            "whisper",
+            "audio",
+            ("input_features", "decoder_input_ids", "decoder_attention_mask"),
+            _axes(input_features=_BATCH, decoder_input_ids=_DECODER, decoder_attention_mask=_DECODER),
+            forward_kwargs=_NO_CACHE,
+        ),
+        # ViT's position embeddings fix the image size; only the batch varies.
+        "vit": ExportSpec("vit", "vision", ("pixel_values",), _axes(pixel_values=_BATCH)),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Preprocessors:
+    """The model folder's own tokenizer, image processor and feature extractor (those it has)."""
+
+    tokenizer: Any = None
+    image_processor: Any = None
+    feature_extractor: Any = None
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    try:
+        config: dict[str, Any] = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelConversionError(f"{model_dir}: no config.json: not a transformers model folder") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelConversionError(f"{model_dir / 'config.json'}: unreadable: {exc}") from exc
+    return config
+
+
+def spec_for(model_dir: Path, config: Mapping[str, Any] | None = None) -> ExportSpec:
+    """The family's spec by config.json `model_type`, else one derived from the model itself."""
+    config = read_config(model_dir) if config is None else config
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        raise ModelConversionError(f"{model_dir / 'config.json'}: no model_type to choose an export spec by")
+    return SPECS[model_type] if model_type in SPECS else derive_spec(model_dir, config)
+
+
+def model_class(model_dir: Path, config: Mapping[str, Any]) -> Any:
+    """The transformers class config.json's `architectures` names (heads included)."""
+    import transformers
+
+    names = config.get("architectures") or []
+    if not names:
+        raise ModelConversionError(f"{model_dir / 'config.json'}: no 'architectures' naming a model class")
+    cls = getattr(transformers, str(names[0]), None)
+    if cls is None:
+        raise ModelConversionError(
+            f"{model_dir / 'config.json'}: architecture {names[0]!r} is not in "
+            f"transformers {transformers.__version__}"
+        )
+    return cls
+
+
+def load_preprocessors(model_dir: Path) -> Preprocessors:
+    """Load the preprocessors whose files the folder holds; the files decide, not the model's name."""
+    import transformers
+
+    names = {p.name for p in model_dir.iterdir()}
+    tokenizer = image_processor = feature_extractor = None
+    if names & {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model"}:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+        if tokenizer.pad_token is None:  # causal LMs ship without one; batching needs it
+            tokenizer.pad_token = tokenizer.eos_token
+    if "preprocessor_config.json" in names:
+        data = json.loads((model_dir / "preprocessor_config.json").read_text(encoding="utf-8"))
+        kind = str(data.get("image_processor_type") or data.get("feature_extractor_type") or "")
+        if "image_processor_type" in data or "ImageProcessor" in kind:
+            image_processor = transformers.AutoImageProcessor.from_pretrained(model_dir)
+        else:
+            feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(model_dir)
+    return Preprocessors(tokenizer, image_processor, feature_extractor)
+
+
+def derive_spec(model_dir: Path, config: Mapping[str, Any]) -> ExportSpec:
+    """A spec for a family without one: forward parameters the preprocessor's output can fill."""
+    model_type = config.get("model_type")
+    params = set(inspect.signature(model_class(model_dir, config).forward).parameters)
+    pre = load_preprocessors(model_dir)
+    if pre.image_processor is not None:
+        modality, produced = "vision", pre.image_processor(images=[sample_image(32, 32)], return_tensors="np")
+    elif pre.feature_extractor is not None:
+        rate = pre.feature_extractor.sampling_rate
+        modality = "audio"
+        produced = pre.feature_extractor([sample_audio(rate)], sampling_rate=rate, return_tensors="np")
+    elif pre.tokenizer is not None:
+        modality, produced = "text", pre.tokenizer([_TEXTS[0]], return_tensors="np")
+    else:
+        raise ModelConversionError(
+            f"{model_dir}: no export spec for model_type {model_type!r} (specs: {', '.join(sorted(SPECS))}), "
+            "and no tokenizer, image processor or feature extractor in the folder to derive one from"
+        )
+    inputs = [name for name in produced if name in params]
+    if not inputs:
+        raise ModelConversionError(
+            f"{model_dir}: the {modality} preprocessor gives {sorted(produced)}, none of which "
+            f"{config['architectures'][0]}.forward takes"
+        )
+    axes: dict[str, Mapping[int, str]] = {}
+    for name in inputs:
+        rank = len(produced[name].shape)
+        if modality == "text":
+            axes[name] = _TEXT
+        elif modality == "audio" and rank == 2:  # raw waveforms vary in length; spectrograms are padded
+            axes[name] = {0: "batch", 1: "audio_length"}
+        else:
+            axes[name] = _BATCH
+    if config.get("is_encoder_decoder") and "decoder_input_ids" in params:
+        if pre.tokenizer is None:
+            raise ModelConversionError(
+                f"{model_dir}: encoder-decoder model_type {model_type!r} needs a "
+                "tokenizer for decoder_input_ids, and the folder has none"
+            )
+        inputs.append("decoder_input_ids")
+        axes["decoder_input_ids"] = _DECODER
+    kwargs = {"use_cache": False} if "use_cache" in params or config.get("use_cache") is not None else {}
+    return ExportSpec(
+        f"derived-{model_type}",
+        modality,
+        tuple(inputs),
+        _axes(**axes),
+        forward_kwargs=MappingProxyType(kwargs),
+    )
+
+
+def make_inputs(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputShape) -> dict[str, Any]:
+    """Sample inputs (numpy arrays, in spec order) made by the model's own preprocessors."""
+    import numpy as np
+
+    made: dict[str, Any] = {}
+    if spec.modality == "text":
+        tokenizer = _need(pre.tokenizer, "tokenizer", spec)
+        texts = [_TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
+        if shape.length is None:
+            made.update(tokenizer(texts, padding=True, return_tensors="np"))
+        else:
+            made.update(
+                tokenizer(
+                    texts, padding="max_length", truncation=True, max_length=shape.length, return_tensors="np"
+                )
+            )
+    elif spec.modality == "vision":
+        processor = _need(pre.image_processor, "image processor", spec)
+        height, width = image_size(config)
+        made.update(
+            processor(
+                images=[sample_image(height, width, seed=i) for i in range(shape.batch)], return_tensors="np"
+            )
+        )
+    else:
+        extractor = _need(pre.feature_extractor, "feature extractor", spec)
+        rate = extractor.sampling_rate
+        # Equal clips within a batch (some extractors cannot pad), longer for larger batches so a
+        # raw-waveform model's length axis differs between export and validation.
+        clips = [sample_audio(rate, seconds=0.5 + 0.5 * shape.batch)] * shape.batch
+        made.update(extractor(clips, sampling_rate=rate, return_tensors="np"))
+    if "decoder_input_ids" in spec.inputs:
+        made["decoder_input_ids"] = _decoder_ids(_need(pre.tokenizer, "tokenizer", spec), config, shape)
+    if "decoder_attention_mask" in spec.inputs:
+        made["decoder_attention_mask"] = np.ones_like(made["decoder_input_ids"])
+    if "token_type_ids" in spec.inputs and "token_type_ids" not in made:  # BERT's default segment
+        made["token_type_ids"] = np.zeros_like(made["input_ids"])
+    missing = [name for name in spec.inputs if name not in made]
+    if missing:
+        raise ModelConversionError(
+            f"export spec {spec.name!r}: the preprocessors made {sorted(made)}, not {missing}"
+        )
+    return {name: _int64_or_float32(made[name]) for name in spec.inputs}
+
+
+def _decoder_ids(tokenizer: Any, config: Any, shape: InputShape) -> Any:
+    """The decoder start token followed by real tokens of a target text, decoder_length long."""
+    import numpy as np
+
+    length = shape.decoder_length or 4
+    start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        raise ModelConversionError("config.json has no decoder_start_token_id for decoder_input_ids")
+    ids = [i for i in tokenizer(_DECODER_TEXT, add_special_tokens=False)["input_ids"] if i != start]
+    row = [start] + [ids[i % len(ids)] for i in range(length - 1)]
+    return np.asarray([row] * shape.batch, dtype=np.int64)
+
+
+def _int64_or_float32(array: Any) -> Any:
+    import numpy as np
+
+    array = np.asarray(array)
+    return array.astype(np.int64 if array.dtype.kind in "iub" else np.float32)
+
+
+def _need(component: Any, what: str, spec: ExportSpec) -> Any:
+    if component is None:
+        raise ModelConversionError(
+            f"export spec {spec.name!r} ({spec.modality}) needs a {what}, and the model folder has none"
+        )
+    return component

@@ -1,0 +1,86 @@
+"""What the onnxruntime and openvino modes share: the validated ONNX export of the case's model (from
+the cache, or converted once per machine) and its PyTorch original, which every output is checked
+against for the same inputs.
+
+The PyTorch reference always runs fp32 on the CPU: one fixed reference for every device and runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import checks
+from ..cache import default_cache_root
+from ..errors import NumericalMismatchError
+from ..hardware import Device
+from ..registry import ModelEntry
+
+if TYPE_CHECKING:
+    from ..convert.onnx import OnnxExport
+
+
+class ExportedModelRunner:
+    """Base of the runners that run the ONNX export; subclasses open it in their runtime."""
+
+    mode = ""
+    #: the cache root the session uses (--hf-cache-dir); None: `cache.default_cache_root()`
+    cache_root: Path | None = None
+
+    def __init__(self, entry: ModelEntry, device: Device) -> None:
+        self.entry = entry
+        self.device = device
+        self.model: Any = None  #: the PyTorch original (hf_runner counts its parameters)
+        self.onnx: OnnxExport | None = None  #: the file, its exporter, source, conversion time and diffs
+        self.precision: str | None = None  #: what the runtime actually computes in (fp32, bf16, fp16)
+        self.reference: Any = None  #: convert.onnx_export.ReferenceModel
+
+    def load(self, model_dir: Path) -> None:
+        from ..convert.onnx import export_onnx
+        from ..convert.onnx_export import load_reference
+        from ..convert.specs import read_config, spec_for
+
+        config = read_config(model_dir)
+        spec = spec_for(model_dir, config)
+        root = self.cache_root or default_cache_root()
+        export = export_onnx(model_dir, root, spec, tolerances=self.entry.tolerances, model_id=self.entry.id)
+        self.onnx = export
+        self.reference = load_reference(model_dir, spec, config)
+        self.model = self.reference.model
+        self.load_runtime(export.path)
+
+    def load_runtime(self, onnx_path: Path) -> None:
+        """Open the ONNX file on the runner's device; set `precision`."""
+        raise NotImplementedError
+
+    def make_inputs(self, batch_size: int = 1) -> dict[str, Any]:
+        """Numpy inputs by graph input name, made by the model's own preprocessor (natural length)."""
+        from ..convert.specs import InputShape
+
+        decoder_length = self.reference.spec.export_shape.decoder_length
+        inputs: dict[str, Any] = self.reference.inputs(InputShape(batch_size, None, decoder_length))
+        return inputs
+
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        from ..convert.onnx_export import compare_outputs
+
+        for name, values in outputs.items():
+            checks.check_finite(f"{self.mode}.{name}", values)
+        expected = self.reference.run(inputs)
+        tolerances = self.entry.tolerances
+        agreement = compare_outputs(expected, outputs, tolerances.atol, tolerances.rtol)
+        if not agreement.ok:
+            raise NumericalMismatchError(
+                f"{self.mode} on {self.device.label} ({self.precision}) vs PyTorch fp32: "
+                f"{agreement.describe(tolerances.atol, tolerances.rtol)}"
+            )
+
+    def close(self) -> None:
+        self.close_runtime()
+        self.model = self.reference = None
+
+    def close_runtime(self) -> None:
+        """Release the runtime's session and device memory."""

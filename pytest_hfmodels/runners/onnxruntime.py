@@ -1,0 +1,60 @@
+"""Mode `onnxruntime`: the validated ONNX export in onnxruntime, checked against PyTorch.
+
+The execution provider follows the device; a provider this onnxruntime build lacks, or one the
+session silently falls back from, means the device cannot run the case here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import HardwareUnavailableError
+from .exported import ExportedModelRunner
+
+#: device kind -> execution provider
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "rocm": "ROCMExecutionProvider"}
+
+
+class OnnxRuntimeRunner(ExportedModelRunner):
+    mode = "onnxruntime"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session: Any = None
+
+    def load_runtime(self, onnx_path: Path) -> None:
+        import onnxruntime
+
+        provider = PROVIDERS.get(self.device.kind)
+        available = onnxruntime.get_available_providers()
+        if provider is None or provider not in available:
+            raise HardwareUnavailableError(
+                f"onnxruntime {onnxruntime.__version__} cannot run on {self.device.label!r}: it needs "
+                f"{provider or 'a provider for ' + self.device.kind}, this build has {', '.join(available)}"
+            )
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if provider == "CUDAExecutionProvider":
+            # TF32 would round matmul inputs to 10 mantissa bits: keep the fp32 the precision column says.
+            providers.insert(0, (provider, {"device_id": self.device.index, "use_tf32": 0}))
+        elif provider == "ROCMExecutionProvider":
+            providers.insert(0, (provider, {"device_id": self.device.index}))
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
+        if self.session.get_providers()[0] != provider:
+            raise HardwareUnavailableError(
+                f"onnxruntime did not enable {provider} on {self.device.label!r} "
+                f"(session providers: {self.session.get_providers()})"
+            )
+        self.precision = "fp32"  # the export is fp32 and no provider above is allowed to lower it
+
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        names = [output.name for output in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, inputs), strict=True))
+
+    def close_runtime(self) -> None:
+        self.session = None
+
+
+RUNNER = OnnxRuntimeRunner

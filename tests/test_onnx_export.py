@@ -1,0 +1,297 @@
+"""PyTorch -> ONNX on real tiny models and the real MiniLM: export, strict validation, caching, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+import pytest
+
+from pytest_hfmodels.cache import default_cache_root
+from pytest_hfmodels.convert.onnx import BUILD_LOG, RECORD_FILE, export_onnx, file_sha256
+from pytest_hfmodels.convert.onnx_export import run_onnxruntime
+from pytest_hfmodels.convert.specs import SPECS, ExportSpec, InputShape, spec_for
+from pytest_hfmodels.errors import ModelConversionError
+from pytest_hfmodels.registry import Tolerances, load_registries
+from pytest_hfmodels.source import resolve_model_files
+from pytest_hfmodels.verify import ModelFileVerifier
+
+from .conftest import DATA
+
+if TYPE_CHECKING:
+    from tests.hubserver import HubServer
+
+pytest_plugins = ("tests.hubserver",)
+
+#: model key -> (graph inputs, graph outputs) the family's spec gives
+EXPECTED = {
+    "bert-tiny": (["input_ids", "attention_mask", "token_type_ids"], ["logits"]),
+    "distilbert-tiny": (["input_ids", "attention_mask"], ["logits"]),
+    "roberta-tiny": (["input_ids", "attention_mask"], ["logits"]),
+    "all-minilm-l6-v2": (["input_ids", "attention_mask", "token_type_ids"], ["last_hidden_state"]),
+    "gpt2-tiny": (["input_ids", "attention_mask"], ["logits"]),
+    "t5-tiny": (
+        ["input_ids", "attention_mask", "decoder_input_ids"],
+        ["logits", "encoder_last_hidden_state"],
+    ),
+    "vit-tiny": (["pixel_values"], ["logits"]),
+    "whisper-tiny-random": (
+        ["input_features", "decoder_input_ids", "decoder_attention_mask"],
+        ["logits", "encoder_last_hidden_state"],
+    ),
+}
+
+
+def model_dir(key: str, registries: tuple[Path, ...] = ()) -> Path:
+    entry = next(e for e in load_registries(registries).entries if e.key == key)
+    return resolve_model_files(entry, default_cache_root(), offline=True).path
+
+
+def conversions(root: Path) -> list[Path]:
+    folder = root / "onnx"
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def build_log(root: Path) -> list[dict[str, object]]:
+    path = root / "onnx" / BUILD_LOG
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_family_exports_and_validates_at_another_shape(key: str, tmp_path: Path) -> None:
+    export = export_onnx(model_dir(key), tmp_path)
+    inputs, outputs = EXPECTED[key]
+    assert (export.exporter, export.opset, export.source) == ("legacy", 18, "pytorch_conversion")
+    assert list(export.validation_shape) == inputs
+    for name in inputs:  # batch 1 -> 2, and every dynamic length differs too
+        assert export.export_shape[name][0] == 1 and export.validation_shape[name][0] == 2
+    if "input_ids" in inputs:
+        assert (export.export_shape["input_ids"][1], export.validation_shape["input_ids"][1]) == (8, 13)
+    if "decoder_input_ids" in inputs:
+        assert export.export_shape["decoder_input_ids"][1] != export.validation_shape["decoder_input_ids"][1]
+    assert export.max_abs_diff <= 1e-4
+    assert export.sha256 == file_sha256(export.path) and export.file_size >= export.path.stat().st_size
+
+    graph = onnx.load(str(export.path)).graph
+    assert [i.name for i in graph.input] == inputs and [o.name for o in graph.output] == outputs
+    for graph_input in graph.input:
+        assert graph_input.type.tensor_type.shape.dim[0].dim_param == "batch"
+    record = json.loads((export.path.parent / RECORD_FILE).read_text())
+    assert record["source"] == "pytorch_conversion" and record["sha256"] == export.sha256
+    assert (
+        record["max_abs_diff"] == export.max_abs_diff
+        and record["spec"]["name"] == spec_for(model_dir(key)).name
+    )
+
+
+def test_file_runs_at_a_third_shape_in_onnxruntime(tmp_path: Path) -> None:
+    """The dynamic axes hold beyond the two shapes the conversion used."""
+    from pytest_hfmodels.convert.onnx_export import load_reference
+    from pytest_hfmodels.convert.specs import read_config
+
+    folder = model_dir("gpt2-tiny")
+    export = export_onnx(folder, tmp_path)
+    reference = load_reference(folder, SPECS["gpt2"], read_config(folder))
+    inputs = reference.inputs(InputShape(3, 21))
+    got = run_onnxruntime(export.path, inputs)
+    assert got["logits"].shape[:2] == (3, 21)
+    np.testing.assert_allclose(got["logits"], reference.run(inputs)["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_second_call_comes_from_the_cache(tmp_path: Path) -> None:
+    folder = model_dir("distilbert-tiny")
+    first = export_onnx(folder, tmp_path)
+    second = export_onnx(folder, tmp_path)
+    assert (first.source, second.source, second.status) == ("pytorch_conversion", "cache", "cached")
+    assert second.path == first.path and second.sha256 == first.sha256
+    assert len(build_log(tmp_path)) == 1 and len(conversions(tmp_path)) == 1
+    other = export_onnx(folder, tmp_path, opset=17)  # the opset is part of the key
+    assert other.path != first.path and other.opset == 17
+
+
+def test_unreadable_record_is_converted_again(tmp_path: Path) -> None:
+    folder = model_dir("distilbert-tiny")
+    first = export_onnx(folder, tmp_path, exporter="legacy")
+    (first.path.parent / RECORD_FILE).write_text("{ not json")
+    again = export_onnx(folder, tmp_path, exporter="legacy")
+    assert again.source == "pytorch_conversion" and again.path == first.path
+    assert len(build_log(tmp_path)) == 2 and len(conversions(tmp_path)) == 1
+
+
+def test_dynamo_exporter(tmp_path: Path) -> None:
+    export = export_onnx(model_dir("bert-tiny"), tmp_path, exporter="dynamo")
+    assert export.exporter == "dynamo" and export.max_abs_diff <= 1e-4
+    graph = onnx.load(str(export.path)).graph
+    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"]
+
+
+def test_fallback_exporter_when_the_preferred_one_fails(tmp_path: Path) -> None:
+    """torch's dynamo exporter cannot decompose T5's attention; the legacy one takes over, on record."""
+    spec = dataclasses.replace(SPECS["t5"], exporter="dynamo")
+    export = export_onnx(model_dir("t5-tiny"), tmp_path, spec)
+    assert export.exporter == "legacy"
+    (failure,) = json.loads((export.path.parent / RECORD_FILE).read_text())["failed_attempts"]
+    assert failure.startswith("dynamo exporter failed:")
+
+
+def test_axis_left_out_of_the_spec_fails_validation_and_caches_nothing(tmp_path: Path) -> None:
+    batch_only = {name: {0: "batch"} for name in SPECS["bert"].inputs}
+    spec = dataclasses.replace(SPECS["bert"], dynamic_axes=batch_only)
+    with pytest.raises(
+        ModelConversionError, match=r"does not run in onnxruntime at the validation shape \(input_ids 2x13"
+    ):
+        export_onnx(model_dir("bert-tiny"), tmp_path, spec, exporter="legacy")
+    assert conversions(tmp_path) == [] and build_log(tmp_path) == []
+    assert not [p for p in (tmp_path / "onnx").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_zero_tolerance_fails_with_the_differences_and_caches_nothing(tmp_path: Path) -> None:
+    """Real float differences between onnxruntime and PyTorch (~1e-7) exceed a tolerance of 0."""
+    with pytest.raises(
+        ModelConversionError, match=r"differs from PyTorch .* max abs diff [1-9][\d.e-]+, max rel diff"
+    ):
+        export_onnx(model_dir("roberta-tiny"), tmp_path, exporter="legacy", tolerances=Tolerances(0.0, 0.0))
+    assert conversions(tmp_path) == [] and build_log(tmp_path) == []
+
+
+def test_family_without_a_spec_gets_a_derived_one(tmp_path: Path) -> None:
+    folder = model_dir("electra-tiny", (DATA / "registries",))
+    spec = spec_for(folder)
+    assert spec.name == "derived-electra" and spec.inputs[:2] == ("input_ids", "attention_mask")
+    export = export_onnx(folder, tmp_path)
+    assert export.spec_name == "derived-electra" and export.validation_shape["input_ids"] == (2, 13)
+
+
+def test_derived_spec_without_a_preprocessor_names_what_is_missing(tmp_path: Path) -> None:
+    source = model_dir("electra-tiny", (DATA / "registries",))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(source / name, bare / name)
+    with pytest.raises(ModelConversionError, match=r"no export spec for model_type 'electra'.*no tokenizer"):
+        export_onnx(bare, tmp_path / "cache")
+
+
+def test_spec_comes_from_config_not_from_the_folder_name(tmp_path: Path) -> None:
+    misleading = tmp_path / "gpt2-looking-name"
+    shutil.copytree(model_dir("vit-tiny"), misleading)
+    assert spec_for(misleading) is SPECS["vit"]
+
+
+WORKER = """
+import json, sys, time
+from pathlib import Path
+import onnxruntime, torch, transformers  # imported before the start line, so the race is the export
+from pytest_hfmodels.convert.onnx import export_onnx
+Path(sys.argv[3]).touch()
+while not Path(sys.argv[4]).exists():
+    time.sleep(0.01)
+export = export_onnx(sys.argv[1], sys.argv[2], exporter="legacy")
+print(json.dumps({"source": export.source, "sha256": export.sha256, "path": str(export.path)}))
+"""
+
+
+def test_four_processes_converting_at_once_build_once(tmp_path: Path) -> None:
+    folder, root = model_dir("gpt2-tiny"), tmp_path / "cache"
+    go = tmp_path / "go"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(folder), str(root), str(tmp_path / f"ready{i}"), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    deadline = time.monotonic() + 300
+    while not all((tmp_path / f"ready{i}").exists() for i in range(4)):
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
+        time.sleep(0.05)
+    go.touch()
+    results = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert len(build_log(root)) == 1 and len(conversions(root)) == 1
+    assert sorted(r["source"] for r in results) == ["cache"] * 3 + ["pytorch_conversion"]
+    path = Path(results[0]["path"])
+    assert {r["sha256"] for r in results} == {file_sha256(path)} and {r["path"] for r in results} == {
+        str(path)
+    }
+    assert onnx.checker.check_model(str(path)) is None
+
+
+def test_convert_cli_copies_the_file_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_hfmodels.cli import convert_cmd
+
+    parser = argparse.ArgumentParser()
+    convert_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "convert",
+            str(model_dir("vit-tiny")),
+            "--to",
+            "onnx",
+            "-o",
+            str(tmp_path / "out"),
+            "--exporter",
+            "legacy",
+            "--opset",
+            "18",
+        ]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'out' / 'model.onnx'}" in out and "exporter legacy, opset 18" in out
+    assert "validated in onnxruntime against PyTorch at pixel_values 2x3x30x30: max abs diff" in out
+    record = json.loads((tmp_path / "out" / RECORD_FILE).read_text())
+    assert record["sha256"] == file_sha256(tmp_path / "out" / "model.onnx")
+
+    args = parser.parse_args(
+        [
+            "convert",
+            str(tmp_path / "nothing-here"),
+            "--to",
+            "onnx",
+            "-o",
+            str(tmp_path / "x"),
+            "--exporter",
+            "legacy",
+            "--quiet",
+        ]
+    )
+    assert args.func(args) == 1
+    assert "hfmodels convert: error:" in capsys.readouterr().err
+
+
+def test_verifier_converts_a_hub_repo_without_onnx(hub_env: HubServer) -> None:
+    folder = model_dir("gpt2-tiny")
+    hub_env.add_repo("org/tiny-gpt2", {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()})
+    verifier = ModelFileVerifier()
+    path, converted = verifier.verify_model_for_benchmark(
+        "org/tiny-gpt2", "onnx/model.onnx", model_type="gpt2", conversion_config={"exporter": "legacy"}
+    )
+    assert converted and path.name == "model.onnx" and path.is_file()
+    record = json.loads((path.parent / RECORD_FILE).read_text())
+    assert record["model_id"] == "org/tiny-gpt2" and record["exporter"] == "legacy"
+    with pytest.raises(
+        ModelConversionError, match=r"model_type 'bert' was asked for, but its config\.json says 'gpt2'"
+    ):
+        verifier.verify_model_for_benchmark("org/tiny-gpt2", "model.onnx", model_type="bert")
+
+
+def test_spec_describes_itself_as_json() -> None:
+    spec: ExportSpec = SPECS["whisper"]
+    data = json.loads(json.dumps(spec.as_json()))
+    assert data["inputs"][-1] == "decoder_attention_mask" and data["forward_kwargs"] == {"use_cache": False}
+    assert spec.fallback == "dynamo"

@@ -1,0 +1,136 @@
+"""The onnxruntime and openvino modes: runners on real models, and the generated suite through pytester."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import onnxruntime
+import pytest
+
+from pytest_hfmodels.cache import default_cache_root
+from pytest_hfmodels.convert.onnx import BUILD_LOG
+from pytest_hfmodels.errors import CheckFailed, HardwareUnavailableError, NumericalMismatchError
+from pytest_hfmodels.hardware import Device
+from pytest_hfmodels.registry import ModelEntry, Tolerances, load_registries
+from pytest_hfmodels.runners import MODES, runner_class
+from pytest_hfmodels.runners.openvino import openvino_device
+from pytest_hfmodels.source import resolve_model_files
+
+from .test_generated_suite import dump_rows, read_rows
+
+CPU = Device(label="cpu", kind="cpu", name="test cpu")
+
+
+def entry_and_dir(key: str) -> tuple[ModelEntry, Path]:
+    entry = next(e for e in load_registries([]).entries if e.key == key)
+    return entry, resolve_model_files(entry, default_cache_root(), offline=True).path
+
+
+@pytest.mark.parametrize("mode", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("key", ["t5-tiny", "whisper-tiny-random"])
+def test_runner_matches_pytorch(mode: str, key: str, tmp_path: Path) -> None:
+    entry, folder = entry_and_dir(key)
+    runner = runner_class(mode)(entry, CPU)
+    runner.cache_root = tmp_path  # type: ignore[attr-defined]  # what the session sets from --hf-cache-dir
+    runner.load(folder)
+    try:
+        onnx = runner.onnx  # type: ignore[attr-defined]
+        assert onnx.path.is_relative_to(tmp_path / "onnx") and onnx.source == "pytorch_conversion"
+        assert runner.precision == "fp32"  # type: ignore[attr-defined]  # asked for, and read back
+        inputs = runner.make_inputs(batch_size=2)
+        outputs = runner.infer(inputs)
+        assert set(outputs) == {"logits", "encoder_last_hidden_state"}
+        assert outputs["logits"].shape[0] == 2
+        runner.check(inputs, outputs)
+    finally:
+        runner.close()
+
+
+def test_second_runner_reuses_the_conversion(tmp_path: Path) -> None:
+    entry, folder = entry_and_dir("bert-tiny")
+    sources = []
+    for mode in ("onnxruntime", "openvino"):
+        runner = runner_class(mode)(entry, CPU)
+        runner.cache_root = tmp_path  # type: ignore[attr-defined]
+        runner.load(folder)
+        sources.append(runner.onnx.source)  # type: ignore[attr-defined]
+        runner.close()
+    assert sources == ["pytorch_conversion", "cache"]
+    assert len((tmp_path / "onnx" / BUILD_LOG).read_text().splitlines()) == 1
+
+
+def test_openvino_refuses_an_input_left_out(tmp_path: Path) -> None:
+    """OpenVINO would run a missing input as an empty tensor; the runner names it instead."""
+    entry, folder = entry_and_dir("whisper-tiny-random")
+    runner = runner_class("openvino")(entry, CPU)
+    runner.cache_root = tmp_path  # type: ignore[attr-defined]
+    runner.load(folder)
+    inputs = runner.make_inputs()
+    del inputs["decoder_attention_mask"]
+    with pytest.raises(CheckFailed, match=r"model input \['decoder_attention_mask'\] is not fed"):
+        runner.infer(inputs)
+    runner.close()
+
+
+def test_check_uses_the_entry_tolerance(tmp_path: Path) -> None:
+    """Converted and validated at the family's tolerance; a zero tolerance then sees real fp differences."""
+    entry, folder = entry_and_dir("gpt2-tiny")
+    runner = runner_class("onnxruntime")(entry, CPU)
+    runner.cache_root = tmp_path  # type: ignore[attr-defined]
+    runner.load(folder)
+    inputs = runner.make_inputs(2)
+    outputs = runner.infer(inputs)
+    runner.check(inputs, outputs)
+    runner.entry = dataclasses.replace(entry, tolerances=Tolerances(0.0, 0.0))  # type: ignore[attr-defined]
+    with pytest.raises(
+        NumericalMismatchError, match=r"onnxruntime on cpu \(fp32\) vs PyTorch fp32: max abs diff"
+    ):
+        runner.check(inputs, outputs)
+    runner.close()
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="this onnxruntime has CUDA"
+)
+def test_onnxruntime_without_the_device_provider_is_unavailable(tmp_path: Path) -> None:
+    entry, folder = entry_and_dir("vit-tiny")
+    runner = runner_class("onnxruntime")(entry, Device(label="cuda", kind="cuda", name="absent"))
+    runner.cache_root = tmp_path  # type: ignore[attr-defined]
+    with pytest.raises(HardwareUnavailableError, match="needs CUDAExecutionProvider"):
+        runner.load(folder)
+
+
+def test_openvino_device_names() -> None:
+    assert openvino_device("cpu", "cpu", 0) == "CPU"
+    assert openvino_device("ov-gpu", "openvino", 0) == "GPU"
+    assert openvino_device("ov-gpu1", "openvino", 1) == "GPU.1"
+    assert openvino_device("ov-npu", "openvino", 0) == "NPU"
+    assert MODES["openvino"].hardware == ("cpu", "ov-gpu", "ov-npu")
+
+
+def test_generated_suite_runs_both_modes(pytester: pytest.Pytester) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest("--hf-family", "bert", "--hf-mode", "onnxruntime,openvino", "-v", *plugin)
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(
+        ["*all-minilm-l6-v2-onnxruntime-cpu* PASSED*", "*bert-tiny-openvino-cpu* PASSED*"]
+    )
+    rows = read_rows(rows_file)
+    assert sorted({r["mode"] for r in rows}) == ["onnxruntime", "openvino"]
+    assert all(r["status"] == "pass" for r in rows) and len(rows) == 8
+
+
+def test_xdist_workers_share_one_conversion_per_model(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers run the two modes of a model side by side; each model is converted once."""
+    cache = pytester.path / "fresh-cache"
+    monkeypatch.setenv("HFMODELS_CACHE", str(cache))
+    result = pytester.runpytest_subprocess(
+        "--hf-model", "bert-tiny,gpt2-tiny", "--hf-mode", "onnxruntime,openvino", "-n", "2"
+    )
+    result.assert_outcomes(passed=4)
+    builds = [json.loads(line) for line in (cache / "onnx" / BUILD_LOG).read_text().splitlines()]
+    assert sorted(b["entry"].split("-")[0] for b in builds) == ["bert", "gpt2"]
