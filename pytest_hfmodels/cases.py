@@ -19,10 +19,13 @@ class Case:
     mode: str
     hardware: str  #: device label (cpu, cuda, cuda1, ov-gpu, ...)
     batch_size: int = 1
+    input_size: int | None = None  #: tokens (text) or seconds (audio); None: the sample's own
 
     @property
     def id(self) -> str:
         suffix = f"-b{self.batch_size}" if self.batch_size != 1 else ""
+        if self.input_size is not None:
+            suffix += f"-{self.input_size}s" if self.entry.modality == "audio" else f"-s{self.input_size}"
         return f"{self.entry.key}-{self.mode}-{self.hardware}{suffix}"
 
 
@@ -44,14 +47,23 @@ def hardware_for_mode(mode: str, settings: Settings, hardware: Hardware) -> tupl
     return (hardware.best(present),)
 
 
+def input_sizes(entry: ModelEntry, mode: str, settings: Settings) -> tuple[int | None, ...]:
+    """The input sizes swept for an entry in a mode: none asked for, or none it can set -> (None,)."""
+    if entry.modality not in MODES[mode].sized:
+        return (None,)
+    sizes = settings.seq_lengths if entry.modality == "text" else settings.audio_seconds
+    return tuple(sizes) or (None,)
+
+
 def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware) -> list[Case]:
     mode_order = {mode: i for i, mode in enumerate(settings.modes)}
     cases = [
-        Case(entry, mode, label, batch)
+        Case(entry, mode, label, batch, size)
         for entry in entries
         for mode in settings.modes
         for label in hardware_for_mode(mode, settings, hardware)
         for batch in settings.batch_sizes
+        for size in input_sizes(entry, mode, settings)
     ]
     return sorted(
         cases,

@@ -81,6 +81,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
     group.addoption("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
     group.addoption("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1)")
+    group.addoption("--hf-seq-lengths", metavar="LIST", help="text lengths in tokens to measure, comma list")
+    group.addoption(
+        "--hf-audio-seconds", metavar="LIST", help="audio lengths in seconds to measure, comma list"
+    )
     group.addoption("--hf-verify-only", action="store_true", help="check outputs, skip timing")
     group.addoption("--hf-benchmark-only", action="store_true", help="time, skip output checks")
     group.addoption("--hf-warmup", type=int, metavar="N", help="untimed warm-up calls (default 3)")
@@ -102,6 +106,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hf_cache_dir", "cache for tiny models and conversions", default="")
     parser.addini("hf_offline", "never reach the Hub (true/false)", default="false")
     parser.addini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
+    parser.addini("hf_seq_lengths", "text lengths in tokens to measure, comma list", default="")
+    parser.addini("hf_audio_seconds", "audio lengths in seconds to measure, comma list", default="")
     parser.addini("hf_models_file", "the custom set's file (with hf_set = custom)", default="")
     parser.addini("hf_pool_memory_mb", "memory for loaded models kept for reuse, MiB", default="")
     recorder.add_options(group, parser)

@@ -38,11 +38,13 @@ class CaseRecord:
     def run(self, runner: Runner, check: bool = True) -> Any:
         """One inference on the case's batch, timed as the first call, its outputs checked."""
         with self._classified():
-            inputs = runner.make_inputs(self.case.batch_size)
+            inputs = runner.make_inputs(self.case.batch_size, self.case.input_size)
             start = time.perf_counter()
             outputs = runner.infer(inputs)
             self.measured(
-                first_call_ms=(time.perf_counter() - start) * 1000.0, batch_size=self.case.batch_size
+                first_call_ms=(time.perf_counter() - start) * 1000.0,
+                batch_size=self.case.batch_size,
+                sequence_length=_sequence_length(inputs),
             )
             if check:
                 runner.check(inputs, outputs)
@@ -65,7 +67,7 @@ class CaseRecord:
         own options and JSON keep working; otherwise (it turns itself off under xdist) our timer.
         """
         with self._classified():
-            inputs = runner.make_inputs(self.case.batch_size)
+            inputs = runner.make_inputs(self.case.batch_size, self.case.input_size)
             sync = synchronizer(device_kind)
 
             def call() -> None:
@@ -158,3 +160,10 @@ def _onnx_fields(runner: Runner) -> dict[str, Any]:
         "onnx_conversion_time_s": onnx.seconds,
         "onnx_local_path": str(onnx.path),
     }
+
+
+def _sequence_length(inputs: Any) -> int | None:
+    """Tokens per row of a tokenised text input; None for inputs that are not token ids."""
+    ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+    shape = getattr(ids, "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) == 2 else None

@@ -37,6 +37,8 @@ class Settings:
     #: a selection option was given: run the built-in generated suite
     suite_requested: bool
     batch_sizes: tuple[int, ...] = (1,)
+    seq_lengths: tuple[int, ...] = ()  #: text lengths in tokens to sweep; none: the sample's own
+    audio_seconds: tuple[int, ...] = ()  #: audio lengths to sweep; none: a 1 s sample
     verify_only: bool = False  #: check outputs, skip timing
     benchmark_only: bool = False  #: time, skip output checks
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -107,6 +109,8 @@ def build_settings(
             "hf_cpu_only",
             "hf_hardware",
             "hf_batch_sizes",
+            "hf_seq_lengths",
+            "hf_audio_seconds",
         )
     )
     return Settings(
@@ -124,6 +128,12 @@ def build_settings(
         models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
         pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),
         batch_sizes=batch_sizes,
+        seq_lengths=_optional_ints(
+            "--hf-seq-lengths", getoption("hf_seq_lengths") or getini("hf_seq_lengths")
+        ),
+        audio_seconds=_optional_ints(
+            "--hf-audio-seconds", getoption("hf_audio_seconds") or getini("hf_audio_seconds")
+        ),
         verify_only=verify_only,
         benchmark_only=benchmark_only,
         measure=measure,
@@ -140,6 +150,10 @@ def parse_int_list(option: str, value: str) -> tuple[int, ...]:
     if not numbers:
         raise OptionError(f"{option}: no values given")
     return tuple(numbers)
+
+
+def _optional_ints(option: str, value: Any) -> tuple[int, ...]:
+    return parse_int_list(option, str(value)) if value else ()
 
 
 def _models_file(model_set: str, value: Any, rootdir: Path) -> Path | None:

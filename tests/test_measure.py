@@ -93,3 +93,49 @@ def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> No
         m = row["measurement"]
         assert m["timer"] == "perf_counter" and m["contended"] is True and m["iterations"] >= 3
         assert m["batch_size"] == (2 if row["case_id"].endswith("-b2") else 1)
+
+
+def test_input_sizes_sweep_where_a_mode_can_set_them(pytester: pytest.Pytester) -> None:
+    args = (
+        "--hf-model",
+        "bert-tiny,whisper-tiny-random",
+        "--hf-mode",
+        "pipeline,from_pretrained,onnxruntime",
+    )
+    sizes = ("--hf-seq-lengths", "16,32", "--hf-audio-seconds", "1,5")
+    result = pytester.runpytest(*args, *sizes, "--collect-only", "-q")
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines if "::test_model[" in line]
+    assert ids == [
+        "bert-tiny-pipeline-cpu",  # a pipeline tokenises text itself: no length of ours
+        "bert-tiny-from_pretrained-cpu-s16",
+        "bert-tiny-from_pretrained-cpu-s32",
+        "bert-tiny-onnxruntime-cpu-s16",
+        "bert-tiny-onnxruntime-cpu-s32",
+        "whisper-tiny-random-pipeline-cpu-1s",
+        "whisper-tiny-random-pipeline-cpu-5s",
+        "whisper-tiny-random-from_pretrained-cpu-1s",
+        "whisper-tiny-random-from_pretrained-cpu-5s",
+        "whisper-tiny-random-onnxruntime-cpu",  # the exported encoder takes exactly 30 s of features
+    ]
+
+
+def test_rows_carry_the_measured_sequence_length(pytester: pytest.Pytester) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest(
+        "--hf-model",
+        "bert-tiny",
+        "--hf-mode",
+        "from_pretrained,onnxruntime",
+        "--hf-seq-lengths",
+        "16,32",
+        "--hf-verify-only",
+        *plugin,
+    )
+    result.assert_outcomes(passed=4)
+    lengths = {r["case_id"]: r["measurement"]["sequence_length"] for r in read_rows(rows_file)}
+    assert lengths == {
+        "bert-tiny-from_pretrained-cpu-s16": 16,
+        "bert-tiny-from_pretrained-cpu-s32": 32,
+        "bert-tiny-onnxruntime-cpu-s16": 16,
+        "bert-tiny-onnxruntime-cpu-s32": 32,
+    }

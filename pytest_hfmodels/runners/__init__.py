@@ -23,31 +23,40 @@ class ModeInfo:
     module: str  #: module defining RUNNER
     hardware: tuple[str, ...]  #: device kinds the mode can run on (base labels)
     packages: tuple[str, ...]  #: importable modules the mode needs
+    #: modalities whose input size the mode can set: text length in tokens, audio length in seconds
+    sized: tuple[str, ...] = ()
 
 
 MODES: dict[str, ModeInfo] = {
     info.name: info
     for info in (
         ModeInfo(
-            "pipeline", f"{__name__}.pipeline", ("cpu", "cuda", "rocm", "mps"), ("torch", "transformers")
+            "pipeline",
+            f"{__name__}.pipeline",
+            ("cpu", "cuda", "rocm", "mps"),
+            ("torch", "transformers"),
+            sized=("audio",),  # a pipeline tokenises text itself: its length is the text's
         ),
         ModeInfo(
             "from_pretrained",
             f"{__name__}.from_pretrained",
             ("cpu", "cuda", "rocm", "mps"),
             ("torch", "transformers"),
+            sized=("text", "audio"),
         ),
         ModeInfo(
             "onnxruntime",
             f"{__name__}.onnxruntime",
             ("cpu", "cuda", "rocm"),
             ("onnxruntime", "onnx", "torch", "transformers"),
+            sized=("text",),  # the exported whisper encoder takes exactly 30 s of features
         ),
         ModeInfo(
             "openvino",
             f"{__name__}.openvino",
             ("cpu", "ov-gpu", "ov-npu"),
             ("openvino", "onnx", "torch", "transformers"),
+            sized=("text",),
         ),
     )
 }
@@ -63,8 +72,11 @@ class Runner(Protocol):
     def load(self, model_dir: Path) -> None:
         """Load the model from `model_dir` onto the device."""
 
-    def make_inputs(self, batch_size: int = 1) -> Any:
-        """Inputs for one inference, made by the model's own tokenizer or processor."""
+    def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> Any:
+        """Inputs for one inference, made by the model's own tokenizer or processor.
+
+        `input_size`: tokens for text, seconds for audio; None: the sample's natural size.
+        """
 
     def infer(self, inputs: Any) -> Any:
         """One inference; returns the outputs `check` expects."""

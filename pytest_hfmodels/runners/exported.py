@@ -53,12 +53,13 @@ class ExportedModelRunner:
         """Open the ONNX file on the runner's device; set `precision`."""
         raise NotImplementedError
 
-    def make_inputs(self, batch_size: int = 1) -> dict[str, Any]:
-        """Numpy inputs by graph input name, made by the model's own preprocessor (natural length)."""
+    def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> dict[str, Any]:
+        """Numpy inputs by graph input name, made by the model's own preprocessor; text of
+        `input_size` tokens when given (the modes declare no other sized modality)."""
         from ..convert.specs import InputShape
 
         decoder_length = self.reference.spec.export_shape.decoder_length
-        inputs: dict[str, Any] = self.reference.inputs(InputShape(batch_size, None, decoder_length))
+        inputs: dict[str, Any] = self.reference.inputs(InputShape(batch_size, input_size, decoder_length))
         return inputs
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:

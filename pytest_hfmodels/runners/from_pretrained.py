@@ -41,11 +41,19 @@ class FromPretrainedRunner:
             # Causal LMs ship without a pad token; batching needs one, and eos is the usual choice.
             self.preprocessor.pad_token = self.preprocessor.eos_token
 
-    def make_inputs(self, batch_size: int = 1) -> dict[str, Any]:
+    def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> dict[str, Any]:
         import torch
 
         config = self.model.config
-        if self.entry.modality == "text":
+        if self.entry.modality == "text" and input_size is not None:
+            # Exactly `input_size` tokens: a text long enough, truncated by the model's tokenizer.
+            text = " ".join([SAMPLE_TEXT] * input_size)
+            encoded = dict(
+                self.preprocessor(
+                    [text] * batch_size, return_tensors="pt", truncation=True, max_length=input_size
+                )
+            )
+        elif self.entry.modality == "text":
             encoded = dict(self.preprocessor([SAMPLE_TEXT] * batch_size, return_tensors="pt", padding=True))
         elif self.entry.modality == "vision":
             height, width = image_size(config)
@@ -54,7 +62,11 @@ class FromPretrainedRunner:
         else:
             rate = self.preprocessor.sampling_rate
             encoded = dict(
-                self.preprocessor([sample_audio(rate)] * batch_size, sampling_rate=rate, return_tensors="pt")
+                self.preprocessor(
+                    [sample_audio(rate, input_size or 1)] * batch_size,
+                    sampling_rate=rate,
+                    return_tensors="pt",
+                )
             )
             encoded.pop("attention_mask", None)
         if getattr(config, "is_encoder_decoder", False):

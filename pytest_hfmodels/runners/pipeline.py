@@ -54,7 +54,7 @@ class PipelineRunner:
         )
         self.precision = precision_name(self.pipe.model.dtype)
 
-    def make_inputs(self, batch_size: int = 1) -> Any:
+    def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> Any:
         task = self.entry.task
         if task == "fill-mask":
             return [SAMPLE_TEXT.replace("capital", self.pipe.tokenizer.mask_token)] * batch_size
@@ -71,7 +71,8 @@ class PipelineRunner:
             return [sample_image(height, width, seed=i) for i in range(batch_size)]
         if task == "automatic-speech-recognition":
             rate = self.pipe.feature_extractor.sampling_rate
-            return [{"raw": sample_audio(rate), "sampling_rate": rate} for _ in range(batch_size)]
+            seconds = input_size or 1
+            return [{"raw": sample_audio(rate, seconds), "sampling_rate": rate} for _ in range(batch_size)]
         raise CheckFailed(f"pipeline: no sample input for task {task!r}; use the from_pretrained mode")
 
     def infer(self, inputs: Any) -> Any:
