@@ -71,6 +71,10 @@ class DependencyMissingError(HFModelsError):
         self.needed_for = needed_for
 
 
+class CaseFailedError(HFModelsError):
+    """A generated case failed; the message starts with its failure class, the real cause is chained."""
+
+
 class CheckFailed(HFModelsError):
     """A model's output broke a behavioural check (shape, range, order, determinism)."""
 

@@ -10,15 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cases import Case
-from .errors import HFModelsError
+from .errors import CaseFailedError
 from .failures import classify
 from .measure import MeasureConfig, Timing, rounds_for, sample_peak_memory, synchronizer, time_rounds
 from .results import Measurement, ResultRow
 from .runners import Runner
-
-
-class CaseFailedError(HFModelsError):
-    """A case failed; the message starts with its failure class, the real cause is chained."""
 
 
 @dataclass
