@@ -172,12 +172,25 @@ class ResultRecorder:
             self.messages.append(
                 f"hfmodels: {stored.row_count} results stored in run {stored.run_id} of {self.db_path}"
             )
+            self._record_conversions(rows)
         else:
             self.messages.append(
                 f"hfmodels: WARNING: {stored.row_count} results spilled to {stored.spill_path} "
                 f"({stored.reason}); load them with: "
                 f"hfmodels db ingest --db {self.db_path} {stored.spill_path}"
             )
+
+    def _record_conversions(self, rows: Sequence[ResultRow]) -> None:
+        from .db_run_conversions import record_run_conversions
+
+        assert self.db_path is not None
+        try:
+            count = record_run_conversions(self.db_path, rows, lock_timeout_s=self.lock_timeout_s)
+        except ResultsError as exc:
+            self.messages.append(f"hfmodels: ONNX conversions NOT recorded: {exc}")
+            return
+        if count:
+            self.messages.append(f"hfmodels: {count} ONNX conversions recorded in onnx_conversions")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.malformed:

@@ -134,3 +134,27 @@ def test_xdist_workers_share_one_conversion_per_model(
     result.assert_outcomes(passed=4)
     builds = [json.loads(line) for line in (cache / "onnx" / BUILD_LOG).read_text().splitlines()]
     assert sorted(b["entry"].split("-")[0] for b in builds) == ["bert", "gpt2"]
+
+
+def test_runs_record_their_conversions_and_uses(pytester: pytest.Pytester) -> None:
+    import duckdb
+
+    args = ("--hf-model", "bert-tiny", "--hf-mode", "onnxruntime,openvino", "--hf-verify-only")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    second = pytester.runpytest(*args)
+    second.assert_outcomes(passed=2)
+    second.stdout.fnmatch_lines(["hfmodels: 1 ONNX conversions recorded in onnx_conversions"])
+    with duckdb.connect(str(pytester.path / ".hfmodels" / "results.duckdb"), read_only=True) as con:
+        row = con.execute(
+            "select exporter, opset, use_count, sha256, file_size_bytes from onnx_conversions "
+            "where model_id = ?",
+            ["tiny/bert-tiny"],
+        ).fetchone()
+        status = con.execute(
+            "select has_converted_onnx(?), get_onnx_status(?)", ["tiny/bert-tiny"] * 2
+        ).fetchone()
+    assert row is not None
+    exporter, opset, use_count, sha256, size = row
+    assert (exporter, opset, use_count) == ("legacy", 18, 4)  # two runs, two modes each
+    assert len(sha256) == 64 and size > 0
+    assert status == (True, "converted")
