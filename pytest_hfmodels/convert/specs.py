@@ -41,6 +41,9 @@ class InputShape:
     batch: int
     length: int | None = None  #: text sequence length; None: the tokenizer's own (longest row)
     decoder_length: int | None = None  #: decoder_input_ids length of encoder-decoder models
+    #: one text for every row (the runners' shared sample, so modes time the same input);
+    #: None: distinct sample texts, as validation wants
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ def make_inputs(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputS
     made: dict[str, Any] = {}
     if spec.modality == "text":
         tokenizer = _need(pre.tokenizer, "tokenizer", spec)
-        texts = [_TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
+        texts = [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
         if shape.length is None:
             made.update(tokenizer(texts, padding=True, return_tensors="np"))
         else:

@@ -15,6 +15,7 @@ from ..cache import default_cache_root
 from ..errors import NumericalMismatchError
 from ..hardware import Device
 from ..registry import ModelEntry
+from .inputs import DECODER_LENGTH, SAMPLE_TEXT
 
 if TYPE_CHECKING:
     from ..convert.onnx import OnnxExport
@@ -58,8 +59,9 @@ class ExportedModelRunner:
         `input_size` tokens when given (the modes declare no other sized modality)."""
         from ..convert.specs import InputShape
 
-        decoder_length = self.reference.spec.export_shape.decoder_length
-        inputs: dict[str, Any] = self.reference.inputs(InputShape(batch_size, input_size, decoder_length))
+        # The text and decoder length the PyTorch modes use too, so modes are timed on equal inputs.
+        shape = InputShape(batch_size, input_size, DECODER_LENGTH, SAMPLE_TEXT)
+        inputs: dict[str, Any] = self.reference.inputs(shape)
         return inputs
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,15 @@ from .. import checks
 from ..errors import CheckFailed
 from ..hardware import Device
 from ..registry import ModelEntry
-from .inputs import SAMPLE_TEXT, image_size, precision_name, sample_audio, sample_image, torch_device
+from .inputs import (
+    DECODER_LENGTH,
+    SAMPLE_TEXT,
+    image_size,
+    precision_name,
+    sample_audio,
+    sample_image,
+    torch_device,
+)
 
 
 class FromPretrainedRunner:
@@ -71,7 +79,7 @@ class FromPretrainedRunner:
             encoded.pop("attention_mask", None)
         if getattr(config, "is_encoder_decoder", False):
             start = config.decoder_start_token_id
-            encoded["decoder_input_ids"] = torch.full((batch_size, 2), start, dtype=torch.long)
+            encoded["decoder_input_ids"] = torch.full((batch_size, DECODER_LENGTH), start, dtype=torch.long)
         target = torch_device(self.device)
         return {name: value.to(target) for name, value in encoded.items()}
 

@@ -8,6 +8,8 @@ from ..hardware import Device
 
 SAMPLE_TEXT = "Paris is the capital of France."
 SAMPLE_PROMPT = "Hello world, this is"
+#: decoder_input_ids length of encoder-decoder models in every mode
+DECODER_LENGTH = 4
 SAMPLE_TEXT2TEXT = "Translate English to German: the house is wonderful."
 
 
