@@ -111,6 +111,45 @@ class RunReport:
         return self._cells_by_key.get((model_id, mode, hardware))
 
 
+#: the performance table's columns, the same in every report format
+PERFORMANCE_COLUMNS = (
+    "model",
+    "mode",
+    "hardware",
+    "batch",
+    "seq",
+    "precision",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "mean ms",
+    "items/s",
+    "peak MB",
+    "load s",
+    "contended",
+)
+
+
+def performance_values(p: PerformanceRow) -> tuple[object, ...]:
+    """One performance row's cells, in PERFORMANCE_COLUMNS order."""
+    return (
+        model_label(p.model_id, p.model_key),
+        p.mode,
+        p.hardware,
+        p.batch_size,
+        p.sequence_length,
+        p.precision,
+        p.latency_p50_ms,
+        p.latency_p90_ms,
+        p.latency_p99_ms,
+        p.latency_mean_ms,
+        p.throughput_per_s,
+        p.peak_memory_mb,
+        p.load_time_s,
+        p.contended,
+    )
+
+
 def model_label(model_id: str, model_key: str | None) -> str:
     return model_id if not model_key or model_key == model_id else f"{model_key} ({model_id})"
 

@@ -10,7 +10,7 @@ import base64
 from collections.abc import Mapping
 from html import escape
 
-from .report import RunReport, model_label
+from .report import PERFORMANCE_COLUMNS, RunReport, model_label, performance_values
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -66,40 +66,10 @@ def render_html(report: RunReport, images: Mapping[str, bytes]) -> str:
         parts.append("".join(row) + "</tr>")
     parts.append("</table><h2>Performance</h2>")
     if report.performance:
-        header = (
-            "model",
-            "mode",
-            "hardware",
-            "batch",
-            "seq",
-            "precision",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "mean ms",
-            "items/s",
-            "peak MB",
-            "load s",
-            "contended",
-        )
+        header = PERFORMANCE_COLUMNS
         parts.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>")
         for p in report.performance:
-            values = (
-                model_label(p.model_id, p.model_key),
-                p.mode,
-                p.hardware,
-                p.batch_size,
-                p.sequence_length,
-                p.precision,
-                p.latency_p50_ms,
-                p.latency_p90_ms,
-                p.latency_p99_ms,
-                p.latency_mean_ms,
-                p.throughput_per_s,
-                p.peak_memory_mb,
-                p.load_time_s,
-                p.contended,
-            )
+            values = performance_values(p)
             parts.append("<tr>" + "".join(_cell(v) for v in values) + "</tr>")
         parts.append("</table>")
     else:

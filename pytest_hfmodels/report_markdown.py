@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .report import RunReport, model_label
+from .report import PERFORMANCE_COLUMNS, RunReport, model_label, performance_values
 
 
 def _md(value: object) -> str:
@@ -52,41 +52,11 @@ def render_markdown(report: RunReport, images: Mapping[str, str] | None = None) 
         )
     lines += ["", "## Performance", ""]
     if report.performance:
-        header = (
-            "model",
-            "mode",
-            "hardware",
-            "batch",
-            "seq",
-            "precision",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "mean ms",
-            "items/s",
-            "peak MB",
-            "load s",
-            "contended",
-        )
+        header = PERFORMANCE_COLUMNS
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|---" * len(header) + "|")
         for p in report.performance:
-            values = (
-                model_label(p.model_id, p.model_key),
-                p.mode,
-                p.hardware,
-                p.batch_size,
-                p.sequence_length,
-                p.precision,
-                p.latency_p50_ms,
-                p.latency_p90_ms,
-                p.latency_p99_ms,
-                p.latency_mean_ms,
-                p.throughput_per_s,
-                p.peak_memory_mb,
-                p.load_time_s,
-                p.contended,
-            )
+            values = performance_values(p)
             lines.append("| " + " | ".join(_md(v) for v in values) + " |")
     else:
         lines.append("No case of this run measured anything.")
