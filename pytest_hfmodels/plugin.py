@@ -130,17 +130,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if not config.getoption("hf_list_models"):
         return None
     session = _new_session(config)
+    s = session.settings
+    listed_set = config.getoption("hf_set") or "all"  # the whole registry unless a set is named
     try:
-        s = session.settings
-        print(
-            as_table(
-                session.registry.select(
-                    s.families,
-                    s.models,
-                    "all" if s.model_set == "small" and not config.getoption("hf_set") else s.model_set,
-                )
-            )
-        )
+        print(as_table(session.registry.select(s.families, s.models, listed_set)))
     except (RegistryError, SelectionError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     return 0
