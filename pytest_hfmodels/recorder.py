@@ -105,7 +105,11 @@ class ResultRecorder:
         option = self.config.getoption("hf_db")
         if option:
             return Path(self.config.invocation_params.dir, option)
-        return Path(self.config.rootpath, str(self.config.getini("hf_db")))
+        # Beside the project's ini file, like .pytest_cache. Without one, pytest guesses the rootdir
+        # from path-like arguments (an option's value such as --hf-registry DIR counts), so the
+        # directory pytest was started in is the predictable place.
+        base = self.config.rootpath if self.config.inipath is not None else self.config.invocation_params.dir
+        return Path(base, str(self.config.getini("hf_db")))
 
     def _json_path(self) -> Path | None:
         option = self.config.getoption("hf_json")

@@ -11,7 +11,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+# Extension modules load once per process. pytester's in-process runs restore sys.modules after
+# each test, dropping whatever a test imported; a later import of an extension module then fails.
+# Importing them here, before any pytester snapshot, keeps them loaded for the whole session.
+import duckdb  # noqa: F401
+import numpy  # noqa: F401
+import onnxruntime  # noqa: F401
+import pyarrow  # noqa: F401
 import pytest
+import safetensors.torch  # noqa: F401
+import tokenizers  # noqa: F401
+import torch
 
 DATA = Path(__file__).parent / "data"
 
@@ -30,3 +40,33 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every built-in tiny model, built once per session.
+
+    Session-scoped on purpose: it runs before any function-scoped `pytester`, so torch and
+    transformers modules loaded by the builds are in place before pytester snapshots sys.modules
+    (a module torch registers operators from cannot be imported a second time).
+    """
+    from pytest_hfmodels.registry import load_registries
+    from pytest_hfmodels.tiny import tiny_model_dir
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {e.key: tiny_model_dir(e, root) for e in load_registries([]).entries if e.source == "tiny"}
+
+
+@pytest.fixture(scope="session")
+def nan_bert_dir(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of bert-tiny whose word embeddings are all NaN: a real model with broken weights."""
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path_factory.mktemp("nan-bert")
+    for item in tiny_model_dirs["bert-tiny"].iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    weights = load_file(broken / "model.safetensors")
+    name = next(k for k in weights if k.endswith("word_embeddings.weight"))
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    return broken

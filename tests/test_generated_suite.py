@@ -70,7 +70,7 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
 
 
 def test_team_registry_runs_both_modes_without_code(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--hf-registry", str(DATA / "registries"), "--hf-family", "electra", "-v")
+    result = pytester.runpytest(f"--hf-registry={DATA / 'registries'}", "--hf-family", "electra", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         ["*electra-tiny-pipeline-cpu* PASSED*", "*electra-tiny-from_pretrained-cpu* PASSED*"]
@@ -93,24 +93,9 @@ def test_same_outcomes_with_and_without_xdist(pytester: pytest.Pytester, dist: l
     assert workers == ({"main"} if "no:xdist" in dist else workers - {"main"})
 
 
-def test_broken_weights_fail_with_a_classified_cause(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_broken_weights_fail_with_a_classified_cause(nan_bert_dir: Path, pytester: pytest.Pytester) -> None:
     """A real model whose weights hold NaN: the from_pretrained checks catch it."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from pytest_hfmodels.registry import load_registries
-    from pytest_hfmodels.tiny import tiny_model_dir
-
-    entry = next(e for e in load_registries([]).entries if e.key == "bert-tiny")
-    source = tiny_model_dir(entry, Path(pytester.path / "cache"))
-    broken = tmp_path / "broken-bert"
-    broken.mkdir()
-    for item in source.iterdir():
-        (broken / item.name).write_bytes(item.read_bytes())
-    weights = load_file(broken / "model.safetensors")
-    name = next(k for k in weights if k.endswith("word_embeddings.weight"))
-    weights[name] = torch.full_like(weights[name], float("nan"))
-    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    broken = nan_bert_dir
     registries = pytester.mkdir("regs")
     (registries / "nan.yaml").write_text(
         "family: nanbert\ntask: fill-mask\nmodality: text\narchitecture: BertForMaskedLM\n"
@@ -118,7 +103,7 @@ def test_broken_weights_fail_with_a_classified_cause(pytester: pytest.Pytester, 
     )
     rows_file, plugin = dump_rows(pytester)
     result = pytester.runpytest(
-        "--hf-registry", str(registries), "--hf-family", "nanbert", "--hf-mode", "from_pretrained", *plugin
+        f"--hf-registry={registries}", "--hf-family", "nanbert", "--hf-mode", "from_pretrained", *plugin
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*[[]output_check[]] nan-bert-from_pretrained-cpu*non-finite values*"])

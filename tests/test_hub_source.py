@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from pytest_hfmodels.registry import load_registries
-from pytest_hfmodels.tiny import tiny_model_dir
 
 if TYPE_CHECKING:
     from tests.hubserver import HubServer
@@ -28,16 +26,15 @@ models:
 
 
 def test_hub_model_downloads_once_then_runs_offline_from_the_cache(
-    pytester: pytest.Pytester, hub_env: HubServer
+    tiny_model_dirs: dict[str, Path], pytester: pytest.Pytester, hub_env: HubServer
 ) -> None:
-    entry = next(e for e in load_registries([]).entries if e.key == "gpt2-tiny")
-    folder = tiny_model_dir(entry, pytester.path / "build")
+    folder = tiny_model_dirs["gpt2-tiny"]
     files = {p.name: p.read_bytes() for p in folder.iterdir()}
     files["onnx/model.onnx"] = b"a file a PyTorch run does not need"
     hub_env.add_repo("test-org/gpt2-tiny", files)
     registries = pytester.mkdir("regs")
     (registries / "served.yaml").write_text(REGISTRY)
-    args = ("--hf-registry", str(registries), "--hf-family", "served", "--hf-verify-only", "-rs")
+    args = (f"--hf-registry={registries}", "--hf-family", "served", "--hf-verify-only", "-rs")
 
     online = pytester.runpytest(*args)
     online.assert_outcomes(passed=2)

@@ -80,7 +80,7 @@ def test_keyword_selection_works_on_ids(pytester: pytest.Pytester) -> None:
     ("args", "message"),
     [
         (
-            ["--hf-registry", str(DATA / "broken"), "--hf-family", "broken"],
+            [f"--hf-registry={DATA / 'broken'}", "--hf-family", "broken"],
             "bad.yaml:9: model 'broken-tiny': field 'colour'",
         ),
         (["--hf-family", "nope"], "--hf-family 'nope': no such family"),
