@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .hardware import PREFERENCE, Hardware
+from .hardware import PREFERENCE, Hardware, base_label
 from .registry import ModelEntry
 from .runners import MODES
 from .settings import Settings
@@ -29,21 +29,17 @@ class Case:
         return f"{self.entry.key}-{self.mode}-{self.hardware}{suffix}"
 
 
-def _base(label: str) -> str:
-    return label.rstrip("0123456789")
-
-
 def hardware_for_mode(mode: str, settings: Settings, hardware: Hardware) -> tuple[str, ...]:
     """The device labels `mode` is generated for under the user's hardware selection."""
     supported = MODES[mode].hardware
-    present = [label for label in hardware.labels if _base(label) in supported]
+    present = [label for label in hardware.labels if base_label(label) in supported]
     if settings.hardware == "cpu":
         return ("cpu",)
     if settings.hardware == "all":
         return tuple(present)
     if settings.hardware == "list":
         # An asked-for device that is absent still gets its case, which skips naming it.
-        return tuple(label for label in settings.hardware_list if _base(label) in supported)
+        return tuple(label for label in settings.hardware_list if base_label(label) in supported)
     return (hardware.best(present),)
 
 
@@ -71,7 +67,7 @@ def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware
             c.entry.family,
             c.entry.key,
             mode_order[c.mode],
-            PREFERENCE.index(_base(c.hardware)),
+            PREFERENCE.index(base_label(c.hardware)),
             c.hardware,
             c.batch_size,
         ),

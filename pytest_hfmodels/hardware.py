@@ -71,7 +71,7 @@ class Hardware:
     def best(self, candidates: Iterable[str]) -> str:
         """The preferred present device among `candidates` (labels a mode supports)."""
         present = [label for label in candidates if label in self.labels]
-        return min(present, key=lambda label: PREFERENCE.index(_base(label)), default="cpu")
+        return min(present, key=lambda label: PREFERENCE.index(base_label(label)), default="cpu")
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [d.to_dict() for d in self.devices]
@@ -89,7 +89,8 @@ class Hardware:
         return lines
 
 
-def _base(label: str) -> str:
+def base_label(label: str) -> str:
+    """cuda1 -> cuda: the kind of device a label names."""
     return label.rstrip("0123456789")
 
 
@@ -97,7 +98,7 @@ def parse_hardware_list(value: str) -> tuple[str, ...]:
     """Parse --hf-hardware: a comma list of labels (cuda1 for a second CUDA device)."""
     labels = tuple(item.strip() for item in value.split(",") if item.strip())
     for label in labels:
-        if _base(label) not in KNOWN_LABELS:
+        if base_label(label) not in KNOWN_LABELS:
             raise OptionError(f"--hf-hardware: unknown device {label!r} (known: {', '.join(KNOWN_LABELS)})")
     return labels
 
@@ -140,15 +141,18 @@ def _cpu() -> Device:
     )
 
 
-def _accelerator_hints() -> bool:
-    if importlib.util.find_spec("openvino") is not None:
-        return True
+def torch_device_hint() -> bool:
+    """A GPU driver or Apple silicon is present: worth asking torch (importing it costs seconds)."""
     if importlib.util.find_spec("torch") is None:
         return False
     nvidia = Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
     rocm = Path("/dev/kfd").exists()
     mps = sys.platform == "darwin" and platform.machine() == "arm64"
     return nvidia or rocm or mps
+
+
+def _accelerator_hints() -> bool:
+    return importlib.util.find_spec("openvino") is not None or torch_device_hint()
 
 
 def _probe_in_child() -> list[Device]:

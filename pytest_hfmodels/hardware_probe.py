@@ -8,16 +8,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from .hardware import torch_device_hint
+
 
 def _torch_devices() -> list[dict[str, Any]]:
-    nvidia = Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
-    rocm = Path("/dev/kfd").exists()
-    mps_possible = sys.platform == "darwin"
-    if importlib.util.find_spec("torch") is None or not (nvidia or rocm or mps_possible):
+    if not torch_device_hint():
         return []
     import torch
 
