@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,48 +23,14 @@ from pytest_hfmodels.db_merge import merge_databases
 from pytest_hfmodels.db_schema import SCHEMA_V1, SCHEMA_VERSION, stored_version
 from pytest_hfmodels.db_spill import pending_spills
 from pytest_hfmodels.errors import ResultsError
-from pytest_hfmodels.results import Measurement, ResultRow
+from pytest_hfmodels.results import Measurement
 from pytest_hfmodels.run_environment import RunEnvironment
+
+from .results_helpers import hold_database, make_row, release
 
 HARDWARE = [
     {"label": "cpu", "kind": "cpu", "name": "Test CPU", "memory_mb": 2048, "driver": None, "versions": {}}
 ]
-
-
-def make_row(
-    case: str,
-    *,
-    status: str = "pass",
-    mode: str = "pipeline",
-    model: str = "org/bert-tiny",
-    hardware: str = "cpu",
-    measurement: Measurement | None = None,
-    **extra: object,
-) -> ResultRow:
-    fields: dict[str, object] = dict(
-        nodeid=f"test_models.py::test_model[{case}]",
-        case_id=case,
-        model_key=model.split("/")[-1],
-        model_id=model,
-        family="bert",
-        task="fill-mask",
-        source="tiny",
-        model_type="bert",
-        architecture="BertForMaskedLM",
-        mode=mode,
-        hardware=hardware,
-        device_name="Test CPU",
-        status=status,
-        error_class=None,
-        error_message=None,
-        suggested_fix=None,
-        duration_s=0.25,
-        worker="main",
-        parameters=12345,
-        measurement=measurement or Measurement(),
-    )
-    fields.update(extra)
-    return ResultRow(**fields)  # type: ignore[arg-type]
 
 
 def environment(host: str | None = None) -> RunEnvironment:
@@ -80,31 +45,11 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def lock_holder(db: Path) -> Iterator[subprocess.Popen[str]]:
-    """A second process that holds the database open (DuckDB's one-writer-process lock) until told."""
+    """A second process that holds the database open until released."""
     open_database(db).close()
-    code = "\n".join(
-        [
-            "import duckdb, sys",
-            "con = duckdb.connect(sys.argv[1])",
-            "print('held', flush=True)",
-            "sys.stdin.readline()",
-        ]
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder = hold_database(db)
     yield holder
-    if holder.poll() is None:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
-
-
-def release(holder: subprocess.Popen[str]) -> None:
-    assert holder.stdin is not None
-    holder.stdin.close()
-    holder.wait(timeout=30)
+    release(holder)
 
 
 def count(db: Path, sql: str, params: list[object] | None = None) -> object:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ import duckdb
 import pytest
 
 from pytest_hfmodels import cli
+
+from .results_helpers import hold_database, release
 
 CONFTEST = """
 from pytest_hfmodels.recorder import ResultRecorder, add_options
@@ -155,10 +156,7 @@ class HeldDatabase:
     holder: subprocess.Popen[str]
 
     def release(self) -> None:
-        assert self.holder.stdin is not None
-        if not self.holder.stdin.closed:
-            self.holder.stdin.close()
-        self.holder.wait(timeout=30)
+        release(self.holder)
 
 
 @pytest.fixture
@@ -166,19 +164,7 @@ def held_database(suite: pytest.Pytester) -> Iterator[HeldDatabase]:
     """The suite's database, held open by a second process (DuckDB allows one writing process)."""
     db = suite.path / "held" / "results.duckdb"
     db.parent.mkdir()
-    code = "\n".join(
-        [
-            "import duckdb, sys",
-            "con = duckdb.connect(sys.argv[1])",
-            "print('held', flush=True)",
-            "sys.stdin.readline()",
-        ]
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    held = HeldDatabase(db, holder)
+    held = HeldDatabase(db, hold_database(db))
     yield held
     held.release()
 

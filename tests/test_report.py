@@ -27,6 +27,8 @@ from pytest_hfmodels.report_markdown import render_markdown
 from pytest_hfmodels.results import Measurement, ResultRow
 from pytest_hfmodels.run_environment import RunEnvironment
 
+from . import results_helpers
+
 ROUNDS = 7
 
 
@@ -63,28 +65,17 @@ def make_row(
     status: str = "pass",
     error_class: str | None = None,
 ) -> ResultRow:
-    key = model.split("/")[-1]
-    return ResultRow(
-        nodeid=f"test_models.py::test_model[{key}-{mode}-cpu]",
-        case_id=f"{key}-{mode}-cpu",
-        model_key=key,
-        model_id=model,
-        family="bert",
-        task="fill-mask",
-        source="tiny",
-        model_type="bert",
-        architecture="BertForMaskedLM",
+    return results_helpers.make_row(
+        f"{model.split('/')[-1]}-{mode}-cpu",
+        model=model,
         mode=mode,
-        hardware="cpu",
-        device_name="Test CPU",
+        measurement=measurement,
         status=status,
         error_class=error_class,
         error_message="a <b>bad</b> thing | happened" if error_class else None,
         suggested_fix="install it" if error_class else None,
         duration_s=0.1,
-        worker="main",
         parameters=None,
-        measurement=measurement or Measurement(),
     )
 
 
