@@ -27,6 +27,7 @@ class CaseRecord:
     parameters: int | None = None
     measurement: Measurement = field(default_factory=Measurement)
     outputs: Any = None  #: the last outputs, for tests that want to look further
+    inputs: Any = None  #: the inputs `run` made: `benchmark` times the very same ones
 
     def measured(self, **values: Any) -> None:
         self.measurement = dataclasses.replace(self.measurement, **values)
@@ -46,7 +47,7 @@ class CaseRecord:
                 runner.check(inputs, outputs)
         # What the runtime really computed in (OpenVINO may pick bf16 on its own, say).
         self.measured(precision=getattr(runner, "precision", None), **_onnx_fields(runner))
-        self.outputs = outputs
+        self.inputs, self.outputs = inputs, outputs
         return outputs
 
     def benchmark(
@@ -63,7 +64,9 @@ class CaseRecord:
         own options and JSON keep working; otherwise (it turns itself off under xdist) our timer.
         """
         with self._classified():
-            inputs = runner.make_inputs(self.case.batch_size, self.case.input_size)
+            inputs = self.inputs
+            if inputs is None:  # benchmark without a checked run first
+                inputs = runner.make_inputs(self.case.batch_size, self.case.input_size)
             sync = synchronizer(device_kind)
 
             def call() -> None:
