@@ -42,6 +42,24 @@ def check_labels(predictions: Sequence[Mapping[str, Any]], id2label: Mapping[Any
         raise CheckFailed(f"image-classification: scores not in [0, 1] and descending: {scores}")
 
 
+def check_detections(
+    detections: Sequence[Mapping[str, Any]], id2label: Mapping[Any, str], width: int, height: int
+) -> None:
+    """Each detection: a known label, a score in [0, 1], a box inside the image with min <= max."""
+    if not detections:
+        raise CheckFailed("object-detection: no detections at threshold 0 (the model returned no queries)")
+    allowed = set(id2label.values())
+    for found in detections:
+        box = found.get("box") or {}
+        if found.get("label") not in allowed or not 0.0 <= float(found.get("score", -1)) <= 1.0:
+            raise CheckFailed(f"object-detection: label or score out of range: {found!r:.200}")
+        inside = 0 <= box.get("xmin", -1) <= box.get("xmax", -1) <= width and (
+            0 <= box.get("ymin", -1) <= box.get("ymax", -1) <= height
+        )
+        if not inside:
+            raise CheckFailed(f"object-detection: box {box} is not inside the {width}x{height} image")
+
+
 def check_transcription(output: Any) -> None:
     if not isinstance(output, Mapping) or not isinstance(output.get("text"), str):
         raise CheckFailed(f"automatic-speech-recognition: expected {{'text': str}}, got {output!r:.200}")

@@ -2,7 +2,8 @@
 
 Version 1 is the first layout: models, hardware, runs, per-case compatibility and performance.
 Version 2 adds ONNX tracking (conversion registry, ONNX columns on performance rows) and the
-views and macros that answer "what runs where" and "is this model converted".
+views and macros that answer "what runs where" and "is this model converted". Version 3 adds the
+CPU threads each runtime used.
 Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
 """
 
@@ -173,8 +174,13 @@ SCHEMA_V2: tuple[str, ...] = (
              ELSE 'none' END""",
 )
 
+SCHEMA_V3: tuple[str, ...] = (
+    # Under xdist each worker's runtime gets a share of the CPUs: timings mean little without it.
+    "ALTER TABLE performance_results ADD COLUMN threads INTEGER",
+)
+
 #: statements that bring a database from version N-1 to N, by N
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1, 2: SCHEMA_V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (

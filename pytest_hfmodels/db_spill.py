@@ -167,13 +167,26 @@ def read_spill(path: Path) -> SpillFile:
     if description.get("format") != SPILL_FORMAT:
         raise ResultsError(f"{path}: spill format {description.get('format')!r} is not {SPILL_FORMAT}")
     environment = description.get("environment")
+    table = table.replace_schema_metadata(None)
+    if description["kind"] == "run":
+        table = _with_missing_columns(table, row_schema())
     return SpillFile(
         path=path,
         kind=str(description["kind"]),
-        table=table.replace_schema_metadata(None),
+        table=table,
         environment=RunEnvironment.from_dict(environment) if environment else None,
         exit_status=description.get("exit_status"),
     )
+
+
+def _with_missing_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A spill file written before a column existed gets it as nulls: nothing was measured there."""
+    import pyarrow as pa
+
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
 
 
 def pending_spills(db_path: Path) -> list[Path]:

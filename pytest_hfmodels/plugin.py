@@ -24,6 +24,7 @@ from .runners import MODES
 from .session import PluginSession
 from .settings import MODEL_SETS, build_settings
 from .state import CASE_RECORD_KEY, SESSION_KEY, WORKERINPUT_HARDWARE, plugin_session
+from .threads import available_cpus, thread_budget
 
 # Fixtures are found as attributes of the plugin module.
 hf_session = fixtures.hf_session
@@ -46,7 +47,8 @@ def _hardware_option(value: str) -> str:
     return value
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.register(LoadGroupDefault(), "hfmodels-loadgroup")
     group = parser.getgroup("hfmodels", "Hugging Face model tests (pytest-hfmodels)")
     group.addoption(
         "--hf-family", action="append", metavar="NAME", help="families to test (repeatable, comma lists)"
@@ -80,10 +82,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
     group.addoption("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
-    group.addoption("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1)")
-    group.addoption("--hf-seq-lengths", metavar="LIST", help="text lengths in tokens to measure, comma list")
     group.addoption(
-        "--hf-audio-seconds", metavar="LIST", help="audio lengths in seconds to measure, comma list"
+        "--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1,4,8)"
+    )
+    group.addoption(
+        "--hf-seq-lengths", metavar="LIST", help="text lengths in tokens, comma list (default 32,128)"
+    )
+    group.addoption(
+        "--hf-audio-seconds", metavar="LIST", help="audio lengths in seconds, comma list (default 1,5)"
+    )
+    group.addoption(
+        "--hf-threads",
+        metavar="N",
+        help="CPU threads per runtime (default: the runtime's own; under -n, CPUs divided by workers)",
     )
     group.addoption("--hf-verify-only", action="store_true", help="check outputs, skip timing")
     group.addoption("--hf-benchmark-only", action="store_true", help="time, skip output checks")
@@ -110,6 +121,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("hf_audio_seconds", "audio lengths in seconds to measure, comma list", default="")
     parser.addini("hf_models_file", "the custom set's file (with hf_set = custom)", default="")
     parser.addini("hf_pool_memory_mb", "memory for loaded models kept for reuse, MiB", default="")
+    parser.addini("hf_threads", "CPU threads per runtime", default="")
     recorder.add_options(group, parser)
 
 
@@ -119,10 +131,18 @@ def _new_session(config: pytest.Config) -> PluginSession:
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from exc
     workerinput = getattr(config, "workerinput", {})
+    # From xdist's own workerinput, not PYTEST_XDIST_WORKER_COUNT: a pytest started inside a
+    # worker inherits that variable without being a worker.
+    workers = int(workerinput.get("workercount", 1))
     return PluginSession(
         settings,
         hardware_dicts=workerinput.get(WORKERINPUT_HARDWARE),
-        runners=RunnerPool(settings.pool_memory_mb, settings.cache_dir),
+        workers=workers,
+        runners=RunnerPool(
+            settings.pool_memory_mb,
+            settings.cache_dir,
+            threads=thread_budget(settings.threads, workers, available_cpus()),
+        ),
     )
 
 
@@ -154,6 +174,30 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(), "hfmodels-xdist")
     if not hasattr(config, "workerinput"):  # only the controller stores results
         config.pluginmanager.register(recorder.ResultRecorder(config), "hfmodels-recorder")
+
+
+class LoadGroupDefault:
+    """`pytest -n N` on the generated suite distributes with `--dist loadgroup` unless told otherwise.
+
+    Cases carry `xdist_group(<model key>)` marks; under loadgroup a worker gets all of a model's
+    cases, so each model is loaded by one worker instead of by every worker. A wrapper, because
+    xdist's own pytest_cmdline_main turns an unset --dist into "load" and must see ours first.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_cmdline_main(self, config: pytest.Config) -> Generator[None, Any, Any]:
+        option = config.option
+        distributing = getattr(option, "numprocesses", None) and not getattr(option, "distload", False)
+        if distributing and getattr(option, "dist", None) == "no" and _suite_requested(config):
+            option.dist = "loadgroup"
+        return (yield)
+
+
+def _suite_requested(config: pytest.Config) -> bool:
+    try:
+        return build_settings(config.getoption, config.getini, config.rootpath, MODES).suite_requested
+    except OptionError:
+        return False  # pytest_configure reports it as a usage error
 
 
 class XdistHooks:

@@ -18,6 +18,7 @@ from .cases import Case
 from .hardware import Hardware
 from .measure import current_rss_mb
 from .runners import Runner, runner_class
+from .shutdown import skip_final_collection
 from .source import ModelFiles
 
 
@@ -38,9 +39,12 @@ def default_budget_mb() -> float:
 
 
 class RunnerPool:
-    def __init__(self, budget_mb: float | None = None, cache_root: Path | None = None) -> None:
+    def __init__(
+        self, budget_mb: float | None = None, cache_root: Path | None = None, threads: int | None = None
+    ) -> None:
         self.budget_mb = default_budget_mb() if budget_mb is None else budget_mb
         self.cache_root = cache_root  #: where runners that convert (onnxruntime, openvino) cache files
+        self.threads = threads  #: CPU threads per runtime (threads.thread_budget); None: their default
         self._loaded: OrderedDict[tuple[str, str, str], Loaded] = OrderedDict()
         self.released: list[tuple[str, str, str]] = []  #: eviction order, for reports and tests
 
@@ -57,8 +61,10 @@ class RunnerPool:
         device = hardware.get(case.hardware)
         assert device is not None  # the hf_device fixture skipped absent devices before this
         runner = runner_class(case.mode)(case.entry, device)
+        runner.threads = self.threads
         if self.cache_root is not None and hasattr(runner, "cache_root"):
             runner.cache_root = self.cache_root
+        skip_final_collection()  # the load brings in torch and friends, whose exit costs a second
         rss_before, start = current_rss_mb(), time.perf_counter()
         runner.load(files.path)
         load_time = time.perf_counter() - start

@@ -46,7 +46,11 @@ class CaseRecord:
             if check:
                 runner.check(inputs, outputs)
         # What the runtime really computed in (OpenVINO may pick bf16 on its own, say).
-        self.measured(precision=getattr(runner, "precision", None), **_onnx_fields(runner))
+        self.measured(
+            precision=getattr(runner, "precision", None),
+            threads=getattr(runner, "threads_used", None),
+            **_onnx_fields(runner),
+        )
         self.inputs, self.outputs = inputs, outputs
         return outputs
 

@@ -21,7 +21,7 @@ from .errors import RegistryError, SelectionError
 SOURCES = ("hub", "tiny", "local", "package")
 MODALITIES = ("text", "vision", "audio", "multimodal")
 SET_NAMES = ("small", "key")
-TOKENIZER_KINDS = ("wordpiece", "byte-bpe", "unigram")
+TOKENIZER_KINDS = ("wordpiece", "byte-bpe", "unigram", "characters")
 
 _FAMILY_FIELDS = {"family", "task", "modality", "architecture", "tolerances", "description", "models"}
 _MODEL_FIELDS = {
@@ -49,7 +49,7 @@ _TINY_FIELDS = {
     "generation",
     "seed",
 }
-_TOKENIZER_FIELDS = {"kind", "class", "vocab_size", "special_tokens", "roles", "template"}
+_TOKENIZER_FIELDS = {"kind", "class", "vocab_size", "special_tokens", "specials_last", "roles", "template"}
 _COMPONENT_FIELDS = {"class", "args"}
 _TOLERANCE_FIELDS = {"atol", "rtol"}
 
@@ -66,12 +66,17 @@ class Tolerances:
 class TokenizerSpec:
     """How to train a tokenizer for a tiny model on the built-in corpus."""
 
-    kind: str  #: wordpiece | byte-bpe | unigram
+    #: wordpiece | byte-bpe | unigram: trained with `tokenizers`; characters: the special tokens,
+    #: then one id per letter of the corpus, read by `cls` from a vocab.json (CTC models)
+    kind: str
     cls: str | None  #: transformers tokenizer class written into tokenizer_config.json
     vocab_size: int
     special_tokens: tuple[str, ...]
     roles: Mapping[str, str]  #: transformers role (pad_token, mask_token, ...) -> special token
     template: str | None  #: post-processing template, e.g. "[CLS] $A [SEP]"
+    #: special tokens get the ids after the learned vocabulary (Whisper's layout: its generation
+    #: reads every id above <|notimestamps|> as a timestamp) instead of the first ids
+    specials_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,11 @@ class _Parser:
             raise self.error(trail, f"{value!r} is not one of {', '.join(choices)}", model)
         return value
 
+    def boolean(self, value: Any, trail: tuple[str, ...], model: str | None) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(trail, "must be true or false", model)
+        return value
+
     def family(self, data: Any) -> tuple[ModelEntry, ...]:
         doc = self.mapping(data, (), _FAMILY_FIELDS, None)
         for required in ("family", "task", "modality", "models"):
@@ -409,13 +419,17 @@ class _Parser:
             raise self.error(
                 (*trail, "vocab_size"), "must be an integer larger than the special tokens", model
             )
+        kind = self.string(doc.get("kind"), (*trail, "kind"), model, TOKENIZER_KINDS)
+        if kind == "characters" and not doc.get("class"):
+            raise self.error((*trail, "class"), "a characters tokenizer needs the class to read it", model)
         return TokenizerSpec(
-            kind=self.string(doc.get("kind"), (*trail, "kind"), model, TOKENIZER_KINDS),
+            kind=kind,
             cls=doc.get("class"),
             vocab_size=vocab,
             special_tokens=tuple(specials),
             roles=MappingProxyType(dict(roles)),
             template=doc.get("template"),
+            specials_last=self.boolean(doc.get("specials_last", False), (*trail, "specials_last"), model),
         )
 
     def component(self, value: Any, trail: tuple[str, ...], model: str) -> ComponentSpec | None:

@@ -38,6 +38,7 @@ class Measurement:
     warmup: int | None = None
     timer: str | None = None  #: which timer produced the latencies
     contended: bool | None = None  #: other xdist workers were running at the same time
+    threads: int | None = None  #: intra-op CPU threads the runtime reported using
     onnx_source: str | None = None  #: huggingface | pytorch_conversion | cache
     onnx_conversion_status: str | None = None
     onnx_conversion_time_s: float | None = None

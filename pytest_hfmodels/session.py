@@ -24,6 +24,7 @@ from .source import ModelFiles, resolve_model_files
 class PluginSession:
     settings: Settings
     hardware_dicts: list[dict[str, Any]] | None = None  #: from the controller, under xdist
+    workers: int = 1  #: processes running cases side by side (xdist workers), 1 without xdist
     _registry: Registry | None = None
     _hardware: Hardware | None = None
     _cases: list[Case] | None = None

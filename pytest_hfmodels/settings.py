@@ -18,6 +18,12 @@ from .measure import MeasureConfig
 
 MODEL_SETS = ("small", "key", "all", "custom")
 DEFAULT_MODES = ("pipeline", "from_pretrained")
+# The input sweep every case is measured over unless the options narrow it: the batch sizes and
+# text lengths serving usually sees, and a short and a longer utterance. Images come at the size
+# the model's processor makes them.
+DEFAULT_BATCH_SIZES = (1, 4, 8)
+DEFAULT_SEQ_LENGTHS = (32, 128)
+DEFAULT_AUDIO_SECONDS = (1, 5)
 
 
 @dataclass(frozen=True)
@@ -36,14 +42,16 @@ class Settings:
     list_models: bool
     #: a selection option was given: run the built-in generated suite
     suite_requested: bool
-    batch_sizes: tuple[int, ...] = (1,)
-    seq_lengths: tuple[int, ...] = ()  #: text lengths in tokens to sweep; none: the sample's own
-    audio_seconds: tuple[int, ...] = ()  #: audio lengths to sweep; none: a 1 s sample
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    seq_lengths: tuple[int, ...] = DEFAULT_SEQ_LENGTHS  #: text lengths in tokens to sweep
+    audio_seconds: tuple[int, ...] = DEFAULT_AUDIO_SECONDS  #: audio lengths in seconds to sweep
     verify_only: bool = False  #: check outputs, skip timing
     benchmark_only: bool = False  #: time, skip output checks
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     models_file: Path | None = None  #: the custom set's file (--hf-set custom)
     pool_memory_mb: float | None = None  #: budget of loaded models per process; None: a quarter of RAM
+    #: CPU threads per runtime (--hf-threads); None: the runtime's default, or a fair share under xdist
+    threads: int | None = None
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -90,8 +98,8 @@ def build_settings(
     verify_only, benchmark_only = bool(getoption("hf_verify_only")), bool(getoption("hf_benchmark_only"))
     if verify_only and benchmark_only:
         raise OptionError("--hf-verify-only and --hf-benchmark-only exclude each other: give one")
-    batch_sizes = parse_int_list(
-        "--hf-batch-sizes", getoption("hf_batch_sizes") or getini("hf_batch_sizes") or "1"
+    batch_sizes = _ints_or(
+        "--hf-batch-sizes", getoption("hf_batch_sizes") or getini("hf_batch_sizes"), DEFAULT_BATCH_SIZES
     )
     measure = MeasureConfig(
         warmup=_int_option("--hf-warmup", getoption("hf_warmup"), 3, minimum=0),
@@ -128,12 +136,15 @@ def build_settings(
         models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
         pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),
         batch_sizes=batch_sizes,
-        seq_lengths=_optional_ints(
-            "--hf-seq-lengths", getoption("hf_seq_lengths") or getini("hf_seq_lengths")
+        seq_lengths=_ints_or(
+            "--hf-seq-lengths", getoption("hf_seq_lengths") or getini("hf_seq_lengths"), DEFAULT_SEQ_LENGTHS
         ),
-        audio_seconds=_optional_ints(
-            "--hf-audio-seconds", getoption("hf_audio_seconds") or getini("hf_audio_seconds")
+        audio_seconds=_ints_or(
+            "--hf-audio-seconds",
+            getoption("hf_audio_seconds") or getini("hf_audio_seconds"),
+            DEFAULT_AUDIO_SECONDS,
         ),
+        threads=_threads(getoption("hf_threads") or getini("hf_threads")),
         verify_only=verify_only,
         benchmark_only=benchmark_only,
         measure=measure,
@@ -152,8 +163,17 @@ def parse_int_list(option: str, value: str) -> tuple[int, ...]:
     return tuple(numbers)
 
 
-def _optional_ints(option: str, value: Any) -> tuple[int, ...]:
-    return parse_int_list(option, str(value)) if value else ()
+def _ints_or(option: str, value: Any, default: tuple[int, ...]) -> tuple[int, ...]:
+    return parse_int_list(option, str(value)) if value else default
+
+
+def _threads(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    numbers = parse_int_list("--hf-threads", str(value))
+    if len(numbers) != 1:
+        raise OptionError(f"--hf-threads: {value!r} is not one positive integer")
+    return numbers[0]
 
 
 def _models_file(model_set: str, value: Any, rootdir: Path) -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,31 +117,38 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
+    if spec.kind == "characters":
+        return _character_tokenizer(spec)
     specials = list(spec.special_tokens)
+    learned_specials = [] if spec.specials_last else specials
     unk = spec.roles.get("unk_token")
     if spec.kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=unk or "[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        trainer: Any = trainers.WordPieceTrainer(vocab_size=spec.vocab_size, special_tokens=specials)
+        trainer: Any = trainers.WordPieceTrainer(vocab_size=spec.vocab_size, special_tokens=learned_specials)
     elif spec.kind == "byte-bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=spec.vocab_size,
-            special_tokens=specials,
+            special_tokens=learned_specials,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
     elif spec.kind == "unigram":
         tok = Tokenizer(models.Unigram())
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
-        trainer = trainers.UnigramTrainer(vocab_size=spec.vocab_size, special_tokens=specials, unk_token=unk)
+        trainer = trainers.UnigramTrainer(
+            vocab_size=spec.vocab_size, special_tokens=learned_specials, unk_token=unk
+        )
     else:  # the registry loader only lets the kinds above through
         raise ModelSourceError(f"unknown tokenizer kind {spec.kind!r}")
     tok.train_from_iterator(CORPUS, trainer)
+    if spec.specials_last:
+        tok.add_special_tokens(specials)  # appended in order, after the learned ids
     if spec.template:
         used = [t for t in specials if t in spec.template]
         tok.post_processor = processors.TemplateProcessing(
@@ -149,6 +157,17 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
             special_tokens=[(t, tok.token_to_id(t)) for t in used],
         )
     return PreTrainedTokenizerFast(tokenizer_object=tok, **dict(spec.roles))
+
+
+def _character_tokenizer(spec: TokenizerSpec) -> Any:
+    """A CTC vocabulary: the special tokens, then every letter the corpus uses, one id each."""
+    assert spec.cls is not None  # the registry loader requires a class for this kind
+    letters = sorted({c for line in CORPUS for c in line.lower() if c.isalpha() or c == "'"})
+    tokens = [*spec.special_tokens, *(c for c in letters if c not in spec.special_tokens)]
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "vocab.json"
+        vocab.write_text(json.dumps({token: i for i, token in enumerate(tokens)}), encoding="utf-8")
+        return _transformers_class(spec.cls)(str(vocab), **dict(spec.roles))  # reads the file now
 
 
 def _transformers_class(name: str) -> Any:

@@ -11,19 +11,27 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-# Extension modules load once per process. pytester's in-process runs restore sys.modules after
-# each test, dropping whatever a test imported; a later import of an extension module then fails.
-# Importing them here, before any pytester snapshot, keeps them loaded for the whole session.
-import duckdb  # noqa: F401
-import numpy  # noqa: F401
-import onnxruntime  # noqa: F401
-import pyarrow  # noqa: F401
 import pytest
-import safetensors.torch  # noqa: F401
-import tokenizers  # noqa: F401
-import torch
 
 DATA = Path(__file__).parent / "data"
+#: one input shape instead of the default sweep, for tests about something else than the sweep
+ONE_SHAPE = ("--hf-batch-sizes=1", "--hf-seq-lengths=32", "--hf-audio-seconds=1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _extension_modules_loaded() -> None:
+    """Extension modules load once per process. pytester's in-process runs restore sys.modules
+    after each test, dropping whatever a test imported; a later import of an extension module
+    then fails. Importing them in a session fixture, before any pytester snapshot, keeps them
+    loaded for the whole session; in a fixture rather than at module level so that running the
+    generated suite from this directory (which loads this conftest) does not pay for them."""
+    import duckdb  # noqa: F401
+    import numpy  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import pyarrow  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,6 +48,14 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When these tests themselves run under `pytest -n`, the pytest runs they start must not
+    inherit the worker's variables and take themselves for xdist workers."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +76,7 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 @pytest.fixture(scope="session")
 def nan_bert_dir(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of bert-tiny whose word embeddings are all NaN: a real model with broken weights."""
+    import torch
     from safetensors.torch import load_file, save_file
 
     broken = tmp_path_factory.mktemp("nan-bert")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DATA
+from .conftest import DATA, ONE_SHAPE
 
 # A plugin (not a conftest: conftest hooks apply only below their folder, and the generated
 # suite lives in the package) appending every row the controller receives to a file.
@@ -42,23 +42,28 @@ def read_rows(path: Path) -> list[dict]:
 def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) -> None:
     rows_file, plugin = dump_rows(pytester)
     result = pytester.runpytest("--hf-set", "small", "--hf-offline", *plugin)
-    result.assert_outcomes(passed=16)
+    # The default sweep: batch 1, 4, 8; 32 and 128 tokens where a mode sets the length (not a
+    # pipeline); 1 s and 5 s of audio; images at the processor's size.
+    result.assert_outcomes(passed=108)
     rows = read_rows(rows_file)
-    assert len(rows) == 16
-    assert {r["family"] for r in rows} == {"bert", "gpt2", "t5", "vit", "whisper"}
+    assert len(rows) == 108
+    assert {r["measurement"]["batch_size"] for r in rows} == {1, 4, 8}
+    assert {r["measurement"]["sequence_length"] for r in rows} == {None, 32, 128}
+    families = {"bert", "detr", "gpt2", "llama", "qwen2", "t5", "vit", "wav2vec2", "whisper"}
+    assert {r["family"] for r in rows} == families
     assert all(r["status"] == "pass" and r["hardware"] == "cpu" for r in rows)
     minilm = next(r for r in rows if r["case_id"] == "all-minilm-l6-v2-pipeline-cpu")
     assert minilm["model_type"] == "bert"  # read from config.json, not guessed from the name
     assert minilm["parameters"] == 22_713_216
     loaded = [r for r in rows if r["measurement"]["load_time_s"] is not None]
     assert loaded and all(r["measurement"]["load_time_s"] > 0 for r in loaded)
-    result.stdout.fnmatch_lines(["hfmodels: 16 results stored in run 1 of *results.duckdb"])
+    result.stdout.fnmatch_lines(["hfmodels: 108 results stored in run 1 of *results.duckdb"])
 
     import duckdb  # the default database file, queried as a user would
 
     with duckdb.connect(str(pytester.path / ".hfmodels" / "results.duckdb"), read_only=True) as con:
         matrix = con.sql("select model_key, mode, hardware, status from compatibility_matrix").fetchall()
-        assert sorted(matrix) == sorted((r["model_key"], r["mode"], "cpu", "pass") for r in rows)
+        assert sorted(matrix) == sorted({(r["model_key"], r["mode"], "cpu", "pass") for r in rows})
         p50 = con.execute(
             "select latency_p50_ms from performance_results p join models m using (model_id) "
             "where m.model_id = ? and p.mode = 'pipeline'",
@@ -70,21 +75,23 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
 
 
 def test_team_registry_runs_both_modes_without_code(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest(f"--hf-registry={DATA / 'registries'}", "--hf-family", "electra", "-v")
+    result = pytester.runpytest(
+        f"--hf-registry={DATA / 'registries'}", "--hf-family", "electra", *ONE_SHAPE, "-v"
+    )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        ["*electra-tiny-pipeline-cpu* PASSED*", "*electra-tiny-from_pretrained-cpu* PASSED*"]
+        ["*electra-tiny-pipeline-cpu* PASSED*", "*electra-tiny-from_pretrained-cpu-s32* PASSED*"]
     )
 
 
 @pytest.mark.parametrize("dist", [["-p", "no:xdist"], ["-n", "2"]], ids=["no-xdist", "xdist-2"])
 def test_same_outcomes_with_and_without_xdist(pytester: pytest.Pytester, dist: list[str]) -> None:
     rows_file, plugin = dump_rows(pytester)
-    result = pytester.runpytest_subprocess("--hf-family", "gpt2,vit", *dist, *plugin)
+    result = pytester.runpytest_subprocess("--hf-family", "gpt2,vit", *ONE_SHAPE, *dist, *plugin)
     result.assert_outcomes(passed=4)
     rows = read_rows(rows_file)
     assert sorted(r["case_id"] for r in rows) == [
-        "gpt2-tiny-from_pretrained-cpu",
+        "gpt2-tiny-from_pretrained-cpu-s32",
         "gpt2-tiny-pipeline-cpu",
         "vit-tiny-from_pretrained-cpu",
         "vit-tiny-pipeline-cpu",
@@ -103,10 +110,16 @@ def test_broken_weights_fail_with_a_classified_cause(nan_bert_dir: Path, pyteste
     )
     rows_file, plugin = dump_rows(pytester)
     result = pytester.runpytest(
-        f"--hf-registry={registries}", "--hf-family", "nanbert", "--hf-mode", "from_pretrained", *plugin
+        f"--hf-registry={registries}",
+        "--hf-family",
+        "nanbert",
+        "--hf-mode",
+        "from_pretrained",
+        *ONE_SHAPE,
+        *plugin,
     )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*[[]output_check[]] nan-bert-from_pretrained-cpu*non-finite values*"])
+    result.stdout.fnmatch_lines(["*[[]output_check[]] nan-bert-from_pretrained-cpu-s32*non-finite values*"])
     (row,) = read_rows(rows_file)
     assert row["status"] == "fail" and row["error_class"] == "output_check"
     assert "non-finite" in row["error_message"] and row["suggested_fix"]
@@ -128,5 +141,5 @@ def test_own_tests_use_the_fixtures(pytester: pytest.Pytester) -> None:
             assert hf_hardware.get(hf_case.hardware) is not None
         """
     )
-    result = pytester.runpytest("test_team.py", "--hf-model", "distilbert-tiny,t5-tiny", "-v")
+    result = pytester.runpytest("test_team.py", "--hf-model", "distilbert-tiny,t5-tiny", *ONE_SHAPE, "-v")
     result.assert_outcomes(passed=8)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pytest_hfmodels.measure import MeasureConfig, percentile, rounds_for, time_rounds
+from pytest_hfmodels.threads import available_cpus
 
+from .conftest import ONE_SHAPE
 from .test_generated_suite import dump_rows, read_rows
 
 
@@ -39,6 +41,7 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
         "--hf-min-time",
         "0",
         f"--benchmark-json={bench_json}",
+        *ONE_SHAPE,
         *plugin,
     )
     result.assert_outcomes(passed=4)
@@ -49,6 +52,7 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
         assert 0 < m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"]
         assert m["throughput_per_s"] == pytest.approx(1000.0 / m["latency_mean_ms"])
         assert m["peak_memory_mb"] > 0 and m["first_call_ms"] > 0 and m["contended"] is False
+        assert m["threads"] >= 1  # torch's own count, read back
     assert all(r["measurement"]["load_time_s"] for r in rows if "pipeline" in r["case_id"])
     benchmarks = json.loads(bench_json.read_text())["benchmarks"]
     assert sorted(b["param"] for b in benchmarks) == sorted(r["case_id"] for r in rows)
@@ -59,11 +63,32 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
 
 def test_verify_only_under_xdist_stores_no_timings(pytester: pytest.Pytester) -> None:
     rows_file, plugin = dump_rows(pytester)
-    result = pytester.runpytest("--hf-family", "gpt2", "--hf-verify-only", "-n", "2", *plugin)
+    result = pytester.runpytest("--hf-family", "gpt2", "--hf-verify-only", "-n", "2", *ONE_SHAPE, *plugin)
     result.assert_outcomes(passed=2)
     for row in read_rows(rows_file):
         assert row["status"] == "pass" and row["measurement"]["latency_p50_ms"] is None
         assert row["measurement"]["first_call_ms"] > 0
+        # Two workers share the CPUs: each runtime gets half, not all of them twice over.
+        assert row["measurement"]["threads"] == max(1, available_cpus() // 2)
+
+
+def test_threads_option_sets_the_runtimes_thread_count(pytester: pytest.Pytester) -> None:
+    rows_file, plugin = dump_rows(pytester)
+    args = (
+        "--hf-model",
+        "bert-tiny",
+        "--hf-mode",
+        "from_pretrained,onnxruntime,openvino",
+        "--hf-threads",
+        "1",
+    )
+    result = pytester.runpytest(*args, "--hf-verify-only", *ONE_SHAPE, *plugin)
+    result.assert_outcomes(passed=3)
+    assert {r["mode"]: r["measurement"]["threads"] for r in read_rows(rows_file)} == {
+        "from_pretrained": 1,
+        "onnxruntime": 1,
+        "openvino": 1,  # read back from the compiled model
+    }
 
 
 def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> None:
@@ -73,6 +98,7 @@ def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> No
         "gpt2-tiny",
         "--hf-batch-sizes",
         "1,2",
+        "--hf-seq-lengths=32",
         "--hf-rounds",
         "3",
         "--hf-min-time",
@@ -84,15 +110,15 @@ def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=4)
     rows = read_rows(rows_file)
     assert sorted(r["case_id"] for r in rows) == [
-        "gpt2-tiny-from_pretrained-cpu",
-        "gpt2-tiny-from_pretrained-cpu-b2",
+        "gpt2-tiny-from_pretrained-cpu-b2-s32",
+        "gpt2-tiny-from_pretrained-cpu-s32",
         "gpt2-tiny-pipeline-cpu",
         "gpt2-tiny-pipeline-cpu-b2",
     ]
     for row in rows:
         m = row["measurement"]
         assert m["timer"] == "perf_counter" and m["contended"] is True and m["iterations"] >= 3
-        assert m["batch_size"] == (2 if row["case_id"].endswith("-b2") else 1)
+        assert m["batch_size"] == (2 if "-b2" in row["case_id"] else 1)
 
 
 def test_input_sizes_sweep_where_a_mode_can_set_them(pytester: pytest.Pytester) -> None:
@@ -102,7 +128,7 @@ def test_input_sizes_sweep_where_a_mode_can_set_them(pytester: pytest.Pytester) 
         "--hf-mode",
         "pipeline,from_pretrained,onnxruntime",
     )
-    sizes = ("--hf-seq-lengths", "16,32", "--hf-audio-seconds", "1,5")
+    sizes = ("--hf-seq-lengths", "16,32", "--hf-audio-seconds", "1,5", "--hf-batch-sizes=1")
     result = pytester.runpytest(*args, *sizes, "--collect-only", "-q")
     ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines if "::test_model[" in line]
     assert ids == [
@@ -128,6 +154,7 @@ def test_rows_carry_the_measured_sequence_length(pytester: pytest.Pytester) -> N
         "from_pretrained,onnxruntime",
         "--hf-seq-lengths",
         "16,32",
+        "--hf-batch-sizes=1",
         "--hf-verify-only",
         *plugin,
     )
@@ -139,3 +166,18 @@ def test_rows_carry_the_measured_sequence_length(pytester: pytest.Pytester) -> N
         "bert-tiny-onnxruntime-cpu-s16": 16,
         "bert-tiny-onnxruntime-cpu-s32": 32,
     }
+
+
+def test_default_sweep_is_three_batches_by_two_lengths(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        "--hf-model", "bert-tiny", "--hf-mode", "from_pretrained", "--collect-only", "-q"
+    )
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines if "::test_model[" in line]
+    assert ids == [
+        "bert-tiny-from_pretrained-cpu-s32",
+        "bert-tiny-from_pretrained-cpu-s128",
+        "bert-tiny-from_pretrained-cpu-b4-s32",
+        "bert-tiny-from_pretrained-cpu-b4-s128",
+        "bert-tiny-from_pretrained-cpu-b8-s32",
+        "bert-tiny-from_pretrained-cpu-b8-s128",
+    ]

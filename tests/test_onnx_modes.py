@@ -18,6 +18,7 @@ from pytest_hfmodels.runners import MODES, runner_class
 from pytest_hfmodels.runners.openvino import openvino_device
 from pytest_hfmodels.source import resolve_model_files
 
+from .conftest import ONE_SHAPE
 from .test_generated_suite import dump_rows, read_rows
 
 CPU = Device(label="cpu", kind="cpu", name="test cpu")
@@ -112,10 +113,12 @@ def test_openvino_device_names() -> None:
 
 def test_generated_suite_runs_both_modes(pytester: pytest.Pytester) -> None:
     rows_file, plugin = dump_rows(pytester)
-    result = pytester.runpytest("--hf-family", "bert", "--hf-mode", "onnxruntime,openvino", "-v", *plugin)
+    result = pytester.runpytest(
+        "--hf-family", "bert", "--hf-mode", "onnxruntime,openvino", *ONE_SHAPE, "-v", *plugin
+    )
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(
-        ["*all-minilm-l6-v2-onnxruntime-cpu* PASSED*", "*bert-tiny-openvino-cpu* PASSED*"]
+        ["*all-minilm-l6-v2-onnxruntime-cpu-s32* PASSED*", "*bert-tiny-openvino-cpu* PASSED*"]
     )
     rows = read_rows(rows_file)
     assert sorted({r["mode"] for r in rows}) == ["onnxruntime", "openvino"]
@@ -129,7 +132,7 @@ def test_xdist_workers_share_one_conversion_per_model(
     cache = pytester.path / "fresh-cache"
     monkeypatch.setenv("HFMODELS_CACHE", str(cache))
     result = pytester.runpytest_subprocess(
-        "--hf-model", "bert-tiny,gpt2-tiny", "--hf-mode", "onnxruntime,openvino", "-n", "2"
+        "--hf-model", "bert-tiny,gpt2-tiny", "--hf-mode", "onnxruntime,openvino", *ONE_SHAPE, "-n", "2"
     )
     result.assert_outcomes(passed=4)
     builds = [json.loads(line) for line in (cache / "onnx" / BUILD_LOG).read_text().splitlines()]
@@ -139,7 +142,7 @@ def test_xdist_workers_share_one_conversion_per_model(
 def test_runs_record_their_conversions_and_uses(pytester: pytest.Pytester) -> None:
     import duckdb
 
-    args = ("--hf-model", "bert-tiny", "--hf-mode", "onnxruntime,openvino", "--hf-verify-only")
+    args = ("--hf-model", "bert-tiny", "--hf-mode", "onnxruntime,openvino", "--hf-verify-only", *ONE_SHAPE)
     pytester.runpytest(*args).assert_outcomes(passed=2)
     second = pytester.runpytest(*args)
     second.assert_outcomes(passed=2)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import DATA
+from .conftest import DATA, ONE_SHAPE
 
 SMALL_TINY_IDS = [
     "all-minilm-l6-v2-pipeline-cpu",
-    "all-minilm-l6-v2-from_pretrained-cpu",
+    "all-minilm-l6-v2-from_pretrained-cpu-s32",
     "bert-tiny-pipeline-cpu",
-    "bert-tiny-from_pretrained-cpu",
+    "bert-tiny-from_pretrained-cpu-s32",
     "distilbert-tiny-pipeline-cpu",
-    "distilbert-tiny-from_pretrained-cpu",
+    "distilbert-tiny-from_pretrained-cpu-s32",
     "roberta-tiny-pipeline-cpu",
-    "roberta-tiny-from_pretrained-cpu",
+    "roberta-tiny-from_pretrained-cpu-s32",
 ]
 
 
@@ -30,7 +30,7 @@ def test_list_models_prints_the_registries_and_exits_0(pytester: pytest.Pytester
 
 
 def test_family_selection_gives_ids_model_mode_hardware(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--hf-family", "bert", "--cpu-only", "--collect-only", "-q")
+    result = pytester.runpytest("--hf-family", "bert", "--cpu-only", *ONE_SHAPE, "--collect-only", "-q")
     assert result.ret == 0
     assert collected_ids(result) == SMALL_TINY_IDS
 
@@ -43,26 +43,30 @@ def test_model_and_mode_options_accept_comma_lists_and_repeats(pytester: pytest.
         "vit-tiny",
         "--hf-mode",
         "from_pretrained",
+        *ONE_SHAPE,
         "--collect-only",
         "-q",
     )
     assert collected_ids(result) == [
-        "bert-tiny-from_pretrained-cpu",
-        "gpt2-tiny-from_pretrained-cpu",
-        "vit-tiny-from_pretrained-cpu",
+        "bert-tiny-from_pretrained-cpu-s32",
+        "gpt2-tiny-from_pretrained-cpu-s32",
+        "vit-tiny-from_pretrained-cpu",  # an image comes at the size the model's processor makes
     ]
 
 
 def test_key_set_selects_the_real_hub_models(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--hf-set", "key", "--hf-mode", "pipeline", "--collect-only", "-q")
+    result = pytester.runpytest(
+        "--hf-set", "key", "--hf-mode", "pipeline", *ONE_SHAPE, "--collect-only", "-q"
+    )
     ids = collected_ids(result)
-    assert "bert-base-uncased-pipeline-cpu" in ids and "whisper-tiny-pipeline-cpu" in ids
+    assert "bert-base-uncased-pipeline-cpu" in ids and "whisper-tiny-pipeline-cpu-1s" in ids
     assert not any("tiny-pipeline" in i and i.startswith(("bert-tiny", "gpt2-tiny")) for i in ids)
 
 
 def test_ini_twins_set_the_defaults(pytester: pytest.Pytester) -> None:
     pytester.makeini(
-        f"[pytest]\nhf_families = gpt2\nhf_modes = pipeline\nhf_registry_dirs = {DATA / 'registries'}\n"
+        f"[pytest]\nhf_families = gpt2\nhf_modes = pipeline\nhf_batch_sizes = 1\n"
+        f"hf_registry_dirs = {DATA / 'registries'}\n"
     )
     pytester.makepyfile(test_own="def test_uses_case(hf_case):\n    assert hf_case.mode == 'pipeline'\n")
     result = pytester.runpytest("-v")
@@ -100,13 +104,13 @@ def test_bad_input_is_a_usage_error_naming_it(
 
 def test_absent_device_skips_naming_it(pytester: pytest.Pytester) -> None:
     # mps exists only on Apple silicon; this suite runs on Linux.
-    result = pytester.runpytest("--hf-model", "bert-tiny", "--hf-hardware", "cpu,mps", "-rs")
+    result = pytester.runpytest("--hf-model", "bert-tiny", "--hf-hardware", "cpu,mps", *ONE_SHAPE, "-rs")
     result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines(["*device 'mps' is not present on this machine*"])
 
 
 def test_hub_model_offline_and_not_cached_is_skipped(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--hf-model", "bert-base-uncased", "--hf-offline", "-rs")
+    result = pytester.runpytest("--hf-model", "bert-base-uncased", "--hf-offline", *ONE_SHAPE, "-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*bert-base-uncased*offline and not in the Hugging Face cache*"])
 
@@ -129,11 +133,11 @@ def test_custom_set_from_the_original_tools_file_format(pytester: pytest.Pyteste
         ' "modality": "text"}, "my-vit": {"name": "google/vit-base-patch16-384", "family": "vit"}}',
     )
     result = pytester.runpytest(
-        "--hf-set", "custom", "--hf-models-file", "my_models.json", "--collect-only", "-q"
+        "--hf-set", "custom", "--hf-models-file", "my_models.json", *ONE_SHAPE, "--collect-only", "-q"
     )
     assert collected_ids(result) == [
         "my-bert-pipeline-cpu",
-        "my-bert-from_pretrained-cpu",
+        "my-bert-from_pretrained-cpu-s32",
         "my-vit-pipeline-cpu",
         "my-vit-from_pretrained-cpu",
     ]

@@ -20,7 +20,17 @@ def write(tmp_path: Path, text: str, name: str = "fam.yaml") -> Path:
 
 def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None:
     registry = load_registries([])
-    assert set(registry.families) == {"bert", "gpt2", "t5", "vit", "whisper"}
+    assert set(registry.families) == {
+        "bert",
+        "detr",
+        "gpt2",
+        "llama",
+        "qwen2",
+        "t5",
+        "vit",
+        "wav2vec2",
+        "whisper",
+    }
     for family in registry.families:
         small = [e for e in registry.entries if e.family == family and "small" in e.sets]
         assert any(e.source == "tiny" for e in small), family
@@ -33,6 +43,10 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
         "google-t5/t5-small",
         "google/vit-base-patch16-224",
         "openai/whisper-tiny",
+        "HuggingFaceTB/SmolLM2-135M",
+        "Qwen/Qwen2.5-0.5B",
+        "facebook/wav2vec2-base-960h",
+        "facebook/detr-resnet-50",
     } <= key_ids
 
 

@@ -66,6 +66,10 @@ class Runner(Protocol):
     """load(path, hardware) -> make_inputs() -> infer(inputs) -> check(inputs, outputs)."""
 
     mode: str
+    #: CPU threads the runtime may use, set before `load`; None: the runtime's own default
+    threads: int | None
+    #: the intra-op threads the runtime reports it uses, after `load`; None where it cannot tell
+    threads_used: int | None
 
     def __init__(self, entry: ModelEntry, device: Device) -> None: ...
 

@@ -15,6 +15,7 @@ from ..cache import default_cache_root
 from ..errors import NumericalMismatchError
 from ..hardware import Device
 from ..registry import ModelEntry
+from ..threads import limit_torch_threads
 from .inputs import DECODER_LENGTH, SAMPLE_TEXT
 
 if TYPE_CHECKING:
@@ -35,12 +36,15 @@ class ExportedModelRunner:
         self.onnx: OnnxExport | None = None  #: the file, its exporter, source, conversion time and diffs
         self.precision: str | None = None  #: what the runtime actually computes in (fp32, bf16, fp16)
         self.reference: Any = None  #: convert.onnx_export.ReferenceModel
+        self.threads: int | None = None
+        self.threads_used: int | None = None  #: the runtime's, set by `load_runtime` where it can tell
 
     def load(self, model_dir: Path) -> None:
         from ..convert.onnx import export_onnx
         from ..convert.onnx_export import load_reference
         from ..convert.specs import read_config, spec_for
 
+        limit_torch_threads(self.threads)  # the export and the PyTorch reference run in this process too
         config = read_config(model_dir)
         spec = spec_for(model_dir, config)
         root = self.cache_root or default_cache_root()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from .. import checks
 from ..errors import CheckFailed
 from ..hardware import Device
 from ..registry import ModelEntry
+from ..threads import limit_torch_threads
 from .inputs import (
     DECODER_LENGTH,
     SAMPLE_TEXT,
@@ -29,10 +31,13 @@ class FromPretrainedRunner:
         self.model: Any = None
         self.preprocessor: Any = None
         self.precision: str | None = None
+        self.threads: int | None = None
+        self.threads_used: int | None = None
 
     def load(self, model_dir: Path) -> None:
         import transformers
 
+        self.threads_used = limit_torch_threads(self.threads)
         transformers.logging.disable_progress_bar()
         model_class = getattr(transformers, self.entry.architecture)
         self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
@@ -77,7 +82,8 @@ class FromPretrainedRunner:
                 )
             )
             encoded.pop("attention_mask", None)
-        if getattr(config, "is_encoder_decoder", False):
+        # DETR is an encoder-decoder too, over learned queries: only token decoders take ids.
+        if getattr(config, "is_encoder_decoder", False) and _takes(self.model, "decoder_input_ids"):
             start = config.decoder_start_token_id
             encoded["decoder_input_ids"] = torch.full((batch_size, DECODER_LENGTH), start, dtype=torch.long)
         target = torch_device(self.device)
@@ -119,18 +125,28 @@ class FromPretrainedRunner:
         else:
             length = None
         shapes: dict[str, tuple[int | None, ...]] = {}
-        if self.entry.architecture.endswith(("ForImageClassification", "ForSequenceClassification")):
+        if self.entry.architecture.endswith("ForObjectDetection") and hasattr(config, "num_queries"):
+            # DETR-style: one class distribution (labels + "no object") and one box per query.
+            shapes["logits"] = (batch, config.num_queries, config.num_labels + 1)
+            shapes["pred_boxes"] = (batch, config.num_queries, 4)
+        elif self.entry.architecture.endswith(("ForImageClassification", "ForSequenceClassification")):
             shapes["logits"] = (batch, config.num_labels)
         elif self.entry.architecture.endswith(
             ("ForMaskedLM", "LMHeadModel", "ForCausalLM", "ForConditionalGeneration")
         ):
             shapes["logits"] = (batch, length, config.vocab_size)
+        elif self.entry.architecture.endswith("ForCTC"):  # one frame per conv stride, whatever it is
+            shapes["logits"] = (batch, None, config.vocab_size)
         else:
             shapes["last_hidden_state"] = (batch, length, config.hidden_size)
         return shapes
 
     def close(self) -> None:
         self.model = self.preprocessor = None
+
+
+def _takes(model: Any, parameter: str) -> bool:
+    return parameter in inspect.signature(model.forward).parameters
 
 
 RUNNER = FromPretrainedRunner

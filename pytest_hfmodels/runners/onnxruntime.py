@@ -41,6 +41,11 @@ class OnnxRuntimeRunner(ExportedModelRunner):
             providers.insert(0, (provider, {"device_id": self.device.index}))
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        # onnxruntime cannot say how many threads its default (0) resolved to: leave it unknown.
+        self.threads_used = self.threads
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
         if self.session.get_providers()[0] != provider:
             raise HardwareUnavailableError(

@@ -46,8 +46,14 @@ class OpenVinoRunner(ExportedModelRunner):
             raise HardwareUnavailableError(
                 f"OpenVINO {openvino.__version__} has no device {device!r} (available: {', '.join(present)})"
             )
-        config = {"INFERENCE_PRECISION_HINT": "f32"} if device.split(".")[0] in _F32_CAPABLE else {}
+        config: dict[str, Any] = (
+            {"INFERENCE_PRECISION_HINT": "f32"} if device.split(".")[0] in _F32_CAPABLE else {}
+        )
+        if self.threads is not None and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = self.threads
         self.compiled = core.compile_model(core.read_model(str(onnx_path)), device, config)
+        if device == "CPU":
+            self.threads_used = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = PRECISION_NAMES.get(used, used)
         self.request = self.compiled.create_infer_request()

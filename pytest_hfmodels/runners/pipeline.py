@@ -13,6 +13,7 @@ from .. import checks
 from ..errors import CheckFailed
 from ..hardware import Device
 from ..registry import ModelEntry
+from ..threads import limit_torch_threads
 from .inputs import (
     SAMPLE_PROMPT,
     SAMPLE_TEXT,
@@ -38,10 +39,13 @@ class PipelineRunner:
         self.model: Any = None
         self.tokenizer: Any = None
         self.precision: str | None = None
+        self.threads: int | None = None
+        self.threads_used: int | None = None
 
     def load(self, model_dir: Path) -> None:
         import transformers
 
+        self.threads_used = limit_torch_threads(self.threads)
         transformers.logging.disable_progress_bar()
         if self.entry.task == "text2text-generation":
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
@@ -53,6 +57,10 @@ class PipelineRunner:
             self.entry.task, model=str(model_dir), device=torch_device(self.device)
         )
         self.precision = precision_name(self.pipe.model.dtype)
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        if tokenizer is not None and tokenizer.pad_token is None:
+            # Causal LMs ship without a pad token; a batched pipeline needs one, eos is the usual choice.
+            tokenizer.pad_token = tokenizer.eos_token
 
     def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> Any:
         task = self.entry.task
@@ -65,8 +73,9 @@ class PipelineRunner:
             return encoded.to(torch_device(self.device))
         if task == "feature-extraction":
             similarity = self.entry.expect.get("similarity")
-            return list(similarity["sentences"]) if similarity else [SAMPLE_TEXT] * batch_size
-        if task == "image-classification":
+            sentences = list(similarity["sentences"]) if similarity else [SAMPLE_TEXT]
+            return [sentences[i % len(sentences)] for i in range(batch_size)]
+        if task in ("image-classification", "object-detection"):
             height, width = image_size(self.pipe.model.config)
             return [sample_image(height, width, seed=i) for i in range(batch_size)]
         if task == "automatic-speech-recognition":
@@ -82,18 +91,25 @@ class PipelineRunner:
 
             with torch.inference_mode():
                 return self.model.generate(**inputs, max_new_tokens=_MAX_NEW_TOKENS, do_sample=False)
+        # The case's batch is one pipeline batch: without batch_size a pipeline runs a list one by one.
+        batch = {"batch_size": len(inputs)}
         if task == "fill-mask":
-            return self.pipe(inputs, top_k=_TOP_K)
+            return self.pipe(inputs, top_k=_TOP_K, **batch)
         if task == "text-generation":
-            return self.pipe(inputs, max_new_tokens=_MAX_NEW_TOKENS, do_sample=False, return_tensors=True)
+            return self.pipe(
+                inputs, max_new_tokens=_MAX_NEW_TOKENS, do_sample=False, return_tensors=True, **batch
+            )
         if task == "image-classification":
-            return self.pipe(inputs, top_k=min(_TOP_K, len(self.pipe.model.config.id2label)))
+            return self.pipe(inputs, top_k=min(_TOP_K, len(self.pipe.model.config.id2label)), **batch)
+        if task == "object-detection":
+            # Every query's box, whatever its score: the checks look at all of them.
+            return self.pipe(inputs, threshold=0.0, **batch)
         if task == "automatic-speech-recognition":
             # Some transformers releases pop "raw" from the dicts they are given: pass copies, so
             # the same inputs can be timed again.
             copies = [dict(item) for item in inputs]
-            return self.pipe(copies, generate_kwargs={"max_new_tokens": _MAX_NEW_TOKENS})
-        return self.pipe(inputs)
+            return self.pipe(copies, generate_kwargs={"max_new_tokens": _MAX_NEW_TOKENS}, **batch)
+        return self.pipe(inputs, **batch)
 
     def check(self, inputs: Any, outputs: Any) -> None:
         task = self.entry.task
@@ -112,26 +128,43 @@ class PipelineRunner:
         elif task == "image-classification":
             for predictions in _per_input(outputs, len(inputs)):
                 checks.check_labels(predictions, self.pipe.model.config.id2label)
+        elif task == "object-detection":
+            for image, detections in zip(inputs, _per_input(outputs, len(inputs)), strict=True):
+                checks.check_detections(detections, self.pipe.model.config.id2label, *image.size)
         elif task == "automatic-speech-recognition":
             for transcription in outputs:
                 checks.check_transcription(transcription)
         elif task == "feature-extraction":
-            self._check_embeddings(outputs)
+            self._check_embeddings(inputs, outputs)
 
-    def _check_embeddings(self, outputs: Any) -> None:
+    def _check_embeddings(self, inputs: list[str], outputs: Any) -> None:
         import numpy as np
 
         hidden = self.pipe.model.config.hidden_size
-        for tokens in outputs:
+        for text, tokens in zip(inputs, outputs, strict=True):
             array = np.asarray(tokens, dtype=np.float32)
             checks.check_shape("feature-extraction", array.shape, (1, None, hidden))
             checks.check_finite("feature-extraction", array)
+            tokens_in = self._token_count(text)
+            if array.shape[1] < tokens_in:
+                raise CheckFailed(f"feature-extraction: {array.shape[1]} embeddings for {tokens_in} tokens")
         similarity = self.entry.expect.get("similarity")
         if similarity:
-            first, second = (checks.sentence_embedding(o) for o in outputs[:2])
+            sentences = list(similarity["sentences"])
+            # A batch of one holds only the first sentence: embed the pair for the check.
+            pair = outputs[:2] if len(outputs) >= 2 else self.pipe(sentences)
+            # A batched pipeline returns the padded length: pool over each sentence's own tokens,
+            # as sentence-transformers does with its attention mask.
+            first, second = (
+                checks.sentence_embedding(np.asarray(o)[:, : self._token_count(s)])
+                for o, s in zip(pair, sentences, strict=False)
+            )
             checks.check_similarity(
                 first, second, float(similarity["cosine"]), float(similarity["tolerance"])
             )
+
+    def _token_count(self, text: str) -> int:
+        return len(self.pipe.tokenizer(text)["input_ids"])
 
     def close(self) -> None:
         self.pipe = self.model = self.tokenizer = None

@@ -6,8 +6,6 @@ The plugin puts this file on the command line when a selection option (--hf-fami
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from pytest_hfmodels.cases import Case
@@ -33,5 +31,5 @@ def test_model(
         request.getfixturevalue("benchmark") if request.config.pluginmanager.hasplugin("benchmark") else None
     )
     # Other xdist workers run their own cases on the same cores meanwhile: say so in the row.
-    contended = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
+    contended = hf_session.workers > 1
     hf_record.benchmark(hf_runner, settings.measure, hf_device.kind, benchmark, contended)
