@@ -228,8 +228,9 @@ def insert_run(
         con.execute(
             f"""INSERT INTO performance_results BY NAME
                 SELECT ? AS run_id, case_id, model_id, hardware_key, hardware, mode, batch_size,
-                       sequence_length, precision, latency_mean_ms, latency_p50_ms, latency_p90_ms,
-                       latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s, peak_memory_mb,
+                       sequence_length, audio_seconds, precision, latency_mean_ms, latency_p50_ms,
+                       latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s,
+                       peak_memory_mb,
                        load_time_s, first_call_ms, iterations, warmup, timer, contended, threads, onnx_source,
                        onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path
                 FROM incoming_rows WHERE {measured}""",

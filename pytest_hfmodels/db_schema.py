@@ -3,7 +3,7 @@
 Version 1 is the first layout: models, hardware, runs, per-case compatibility and performance.
 Version 2 adds ONNX tracking (conversion registry, ONNX columns on performance rows) and the
 views and macros that answer "what runs where" and "is this model converted". Version 3 adds the
-CPU threads each runtime used.
+CPU threads each runtime used and the audio length of audio cases.
 Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
 """
 
@@ -177,6 +177,8 @@ SCHEMA_V2: tuple[str, ...] = (
 SCHEMA_V3: tuple[str, ...] = (
     # Under xdist each worker's runtime gets a share of the CPUs: timings mean little without it.
     "ALTER TABLE performance_results ADD COLUMN threads INTEGER",
+    # Two audio cases of one batch differ only in their length: without it they are one key.
+    "ALTER TABLE performance_results ADD COLUMN audio_seconds DOUBLE",
 )
 
 #: statements that bring a database from version N-1 to N, by N

@@ -18,7 +18,6 @@ from .cases import Case
 from .hardware import Hardware
 from .measure import current_rss_mb
 from .runners import Runner, runner_class
-from .shutdown import skip_final_collection
 from .source import ModelFiles
 
 
@@ -64,7 +63,6 @@ class RunnerPool:
         runner.threads = self.threads
         if self.cache_root is not None and hasattr(runner, "cache_root"):
             runner.cache_root = self.cache_root
-        skip_final_collection()  # the load brings in torch and friends, whose exit costs a second
         rss_before, start = current_rss_mb(), time.perf_counter()
         runner.load(files.path)
         load_time = time.perf_counter() - start

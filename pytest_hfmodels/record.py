@@ -42,6 +42,7 @@ class CaseRecord:
                 first_call_ms=(time.perf_counter() - start) * 1000.0,
                 batch_size=self.case.batch_size,
                 sequence_length=_sequence_length(inputs),
+                audio_seconds=self._audio_seconds(),
             )
             if check:
                 runner.check(inputs, outputs)
@@ -103,6 +104,13 @@ class CaseRecord:
             contended=contended,
         )
         return timing
+
+    def _audio_seconds(self) -> float | None:
+        # The mode made audio of the case's length (cases.input_sizes gives audio cases a size
+        # only in modes that can set it); other inputs have no audio length.
+        if self.case.entry.modality == "audio" and self.case.input_size is not None:
+            return float(self.case.input_size)
+        return None
 
     @contextmanager
     def _classified(self) -> Iterator[None]:

@@ -74,6 +74,7 @@ class PerformanceRow:
     device_name: str | None
     batch_size: int | None
     sequence_length: int | None
+    audio_seconds: float | None
     precision: str | None
     latency_p50_ms: float | None
     latency_p90_ms: float | None
@@ -118,6 +119,7 @@ PERFORMANCE_COLUMNS = (
     "hardware",
     "batch",
     "seq",
+    "audio s",
     "precision",
     "p50 ms",
     "p90 ms",
@@ -138,6 +140,7 @@ def performance_values(p: PerformanceRow) -> tuple[object, ...]:
         p.hardware,
         p.batch_size,
         p.sequence_length,
+        p.audio_seconds,
         p.precision,
         p.latency_p50_ms,
         p.latency_p90_ms,

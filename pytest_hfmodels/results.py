@@ -23,6 +23,7 @@ class Measurement:
 
     batch_size: int | None = None
     sequence_length: int | None = None
+    audio_seconds: float | None = None  #: length of the audio made for each batch item
     precision: str | None = None  #: e.g. fp32, bf16 (what the runtime actually ran)
     latency_mean_ms: float | None = None
     latency_p50_ms: float | None = None

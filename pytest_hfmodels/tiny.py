@@ -188,6 +188,8 @@ def _resolve_tokens(values: dict[str, Any], token_ids: Mapping[str, int]) -> dic
             return token_ids[value[1:]]
         if isinstance(value, list):
             return [resolve(v) for v in value]
+        if isinstance(value, dict):  # a sub-model's config (CLIP's text_config, say)
+            return {k: resolve(v) for k, v in value.items()}
         return value
 
     return {k: resolve(v) for k, v in values.items()}

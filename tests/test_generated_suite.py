@@ -44,12 +44,15 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
     result = pytester.runpytest("--hf-set", "small", "--hf-offline", *plugin)
     # The default sweep: batch 1, 4, 8; 32 and 128 tokens where a mode sets the length (not a
     # pipeline); 1 s and 5 s of audio; images at the processor's size.
-    result.assert_outcomes(passed=108)
+    result.assert_outcomes(passed=114)
     rows = read_rows(rows_file)
-    assert len(rows) == 108
+    assert len(rows) == 114
     assert {r["measurement"]["batch_size"] for r in rows} == {1, 4, 8}
-    assert {r["measurement"]["sequence_length"] for r in rows} == {None, 32, 128}
-    families = {"bert", "detr", "gpt2", "llama", "qwen2", "t5", "vit", "wav2vec2", "whisper"}
+    for row in rows:  # the length the tokenizer really made, where the case set one
+        if row["case_id"].endswith(("-s32", "-s128")):
+            assert row["measurement"]["sequence_length"] == int(row["case_id"].rsplit("-s", 1)[1])
+    assert {r["measurement"]["audio_seconds"] for r in rows} == {None, 1.0, 5.0}
+    families = {"bert", "clip", "detr", "gpt2", "llama", "qwen2", "t5", "vit", "wav2vec2", "whisper"}
     assert {r["family"] for r in rows} == families
     assert all(r["status"] == "pass" and r["hardware"] == "cpu" for r in rows)
     minilm = next(r for r in rows if r["case_id"] == "all-minilm-l6-v2-pipeline-cpu")
@@ -57,7 +60,7 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
     assert minilm["parameters"] == 22_713_216
     loaded = [r for r in rows if r["measurement"]["load_time_s"] is not None]
     assert loaded and all(r["measurement"]["load_time_s"] > 0 for r in loaded)
-    result.stdout.fnmatch_lines(["hfmodels: 108 results stored in run 1 of *results.duckdb"])
+    result.stdout.fnmatch_lines(["hfmodels: 114 results stored in run 1 of *results.duckdb"])
 
     import duckdb  # the default database file, queried as a user would
 
@@ -70,6 +73,11 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
             ["sentence-transformers/all-MiniLM-L6-v2"],
         ).fetchone()
         assert p50 is not None and p50[0] == pytest.approx(minilm["measurement"]["latency_p50_ms"])
+        lengths = con.execute(
+            "select audio_seconds from performance_results where model_id = 'tiny/wav2vec2-tiny' "
+            "and mode = 'from_pretrained' and batch_size = 1 order by 1"
+        ).fetchall()
+        assert lengths == [(1.0,), (5.0,)]  # two cases, two keys: compare keeps them apart
         onnx = con.execute("select has_converted_onnx(?), get_onnx_status(?)", ["tiny/bert-tiny"] * 2)
         assert onnx.fetchone() == (False, "none")
 

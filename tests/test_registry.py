@@ -22,6 +22,7 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
     registry = load_registries([])
     assert set(registry.families) == {
         "bert",
+        "clip",
         "detr",
         "gpt2",
         "llama",
@@ -47,6 +48,7 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
         "Qwen/Qwen2.5-0.5B",
         "facebook/wav2vec2-base-960h",
         "facebook/detr-resnet-50",
+        "openai/clip-vit-base-patch32",
     } <= key_ids
 
 
@@ -73,6 +75,17 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
         ("source: hub\n    id: x/y\n    tolerances: {atol: -1}", "tolerances.atol", "finite number"),
         ("source: tiny", None, "needs a 'tiny' section"),
         ("source: hub", None, "needs an 'id'"),
+        (
+            "source: tiny\n    tiny: {model_type: w, tokenizer: {kind: characters, special_tokens: [a]}}",
+            "tiny.tokenizer.class",
+            "needs the class",
+        ),
+        (
+            "source: tiny\n    tiny: {model_type: m, tokenizer: {kind: wordpiece, special_tokens: [a], "
+            "specials_last: 1}}",
+            "tiny.tokenizer.specials_last",
+            "must be true or false",
+        ),
     ],
 )
 def test_field_errors(tmp_path: Path, snippet: str, field: str | None, problem: str) -> None:

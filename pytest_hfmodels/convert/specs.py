@@ -209,6 +209,15 @@ def derive_spec(model_dir: Path, config: Mapping[str, Any]) -> ExportSpec:
     model_type = config.get("model_type")
     params = set(inspect.signature(model_class(model_dir, config).forward).parameters)
     pre = load_preprocessors(model_dir)
+    if (
+        pre.tokenizer is not None
+        and pre.image_processor is not None
+        and {"input_ids", "pixel_values"} <= params
+    ):
+        raise ModelConversionError(
+            f"{model_dir}: model_type {model_type!r} takes text and images in one call; exporting such "
+            f"models needs an export spec of its own, and there is none (specs: {', '.join(sorted(SPECS))})"
+        )
     if pre.image_processor is not None:
         modality, produced = "vision", pre.image_processor(images=[sample_image(32, 32)], return_tensors="np")
     elif pre.feature_extractor is not None:

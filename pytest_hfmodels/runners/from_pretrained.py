@@ -13,6 +13,7 @@ from ..registry import ModelEntry
 from ..threads import limit_torch_threads
 from .inputs import (
     DECODER_LENGTH,
+    SAMPLE_LABELS,
     SAMPLE_TEXT,
     image_size,
     precision_name,
@@ -72,6 +73,12 @@ class FromPretrainedRunner:
             height, width = image_size(config)
             images = [sample_image(height, width, seed=i) for i in range(batch_size)]
             encoded = dict(self.preprocessor(images=images, return_tensors="pt"))
+        elif self.entry.modality == "multimodal":  # images and the texts a contrastive model pairs them with
+            height, width = image_size(config)
+            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            encoded = dict(
+                self.preprocessor(text=list(SAMPLE_LABELS), images=images, return_tensors="pt", padding=True)
+            )
         else:
             rate = self.preprocessor.sampling_rate
             encoded = dict(
@@ -101,8 +108,10 @@ class FromPretrainedRunner:
         }
 
     def check(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-        batch = next(iter(inputs.values())).shape[0]
-        for name, expected in self._expected_shapes(inputs, batch).items():
+        # The batch is the images' where there are images (a contrastive model also gets its texts).
+        batch = (inputs["pixel_values"] if "pixel_values" in inputs else next(iter(inputs.values()))).shape[0]
+        contrastive = self.entry.modality == "multimodal"
+        for name, expected in self._expected_shapes(inputs, batch, contrastive).items():
             if name not in outputs:
                 raise CheckFailed(f"from_pretrained: output {name!r} missing (got {sorted(outputs)})")
             checks.check_shape(f"{self.entry.architecture}.{name}", outputs[name].shape, expected)
@@ -112,7 +121,9 @@ class FromPretrainedRunner:
         for name, values in outputs.items():
             checks.check_identical(f"{self.entry.architecture}.{name}", values, again[name])
 
-    def _expected_shapes(self, inputs: dict[str, Any], batch: int) -> dict[str, tuple[int | None, ...]]:
+    def _expected_shapes(
+        self, inputs: dict[str, Any], batch: int, contrastive: bool = False
+    ) -> dict[str, tuple[int | None, ...]]:
         """Output shapes that follow from the config and the input."""
         config = self.model.config
         if "decoder_input_ids" in inputs:
@@ -125,7 +136,11 @@ class FromPretrainedRunner:
         else:
             length = None
         shapes: dict[str, tuple[int | None, ...]] = {}
-        if self.entry.architecture.endswith("ForObjectDetection") and hasattr(config, "num_queries"):
+        if contrastive:  # one score per image and text
+            texts = inputs["input_ids"].shape[0]
+            shapes["logits_per_image"] = (batch, texts)
+            shapes["logits_per_text"] = (texts, batch)
+        elif self.entry.architecture.endswith("ForObjectDetection") and hasattr(config, "num_queries"):
             # DETR-style: one class distribution (labels + "no object") and one box per query.
             shapes["logits"] = (batch, config.num_queries, config.num_labels + 1)
             shapes["pred_boxes"] = (batch, config.num_queries, 4)

@@ -11,6 +11,8 @@ SAMPLE_PROMPT = "Hello world, this is"
 #: decoder_input_ids length of encoder-decoder models in every mode
 DECODER_LENGTH = 4
 SAMPLE_TEXT2TEXT = "Translate English to German: the house is wonderful."
+#: candidate labels of zero-shot image classification, and the texts contrastive models pair with images
+SAMPLE_LABELS = ("a photo of a cat", "a photo of a dog", "a photo of a car")
 
 
 def torch_device(device: Device) -> str:
@@ -46,7 +48,11 @@ def sample_audio(sampling_rate: int, seconds: float = 1.0) -> Any:
 
 
 def image_size(config: Any, processor: Any = None) -> tuple[int, int]:
-    size = getattr(config, "image_size", None) or 224
+    # Dual-encoder models (CLIP) keep the image size in their vision tower's config.
+    size = getattr(config, "image_size", None) or getattr(
+        getattr(config, "vision_config", None), "image_size", None
+    )
+    size = size or 224
     if isinstance(size, (list, tuple)):
         return int(size[0]), int(size[1])
     return int(size), int(size)

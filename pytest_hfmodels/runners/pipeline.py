@@ -15,6 +15,7 @@ from ..hardware import Device
 from ..registry import ModelEntry
 from ..threads import limit_torch_threads
 from .inputs import (
+    SAMPLE_LABELS,
     SAMPLE_PROMPT,
     SAMPLE_TEXT,
     SAMPLE_TEXT2TEXT,
@@ -75,7 +76,7 @@ class PipelineRunner:
             similarity = self.entry.expect.get("similarity")
             sentences = list(similarity["sentences"]) if similarity else [SAMPLE_TEXT]
             return [sentences[i % len(sentences)] for i in range(batch_size)]
-        if task in ("image-classification", "object-detection"):
+        if task in ("image-classification", "object-detection", "zero-shot-image-classification"):
             height, width = image_size(self.pipe.model.config)
             return [sample_image(height, width, seed=i) for i in range(batch_size)]
         if task == "automatic-speech-recognition":
@@ -101,6 +102,8 @@ class PipelineRunner:
             )
         if task == "image-classification":
             return self.pipe(inputs, top_k=min(_TOP_K, len(self.pipe.model.config.id2label)), **batch)
+        if task == "zero-shot-image-classification":
+            return self.pipe(inputs, candidate_labels=list(SAMPLE_LABELS), **batch)
         if task == "object-detection":
             # Every query's box, whatever its score: the checks look at all of them.
             return self.pipe(inputs, threshold=0.0, **batch)
@@ -128,6 +131,9 @@ class PipelineRunner:
         elif task == "image-classification":
             for predictions in _per_input(outputs, len(inputs)):
                 checks.check_labels(predictions, self.pipe.model.config.id2label)
+        elif task == "zero-shot-image-classification":
+            for predictions in _per_input(outputs, len(inputs)):
+                checks.check_zero_shot(predictions, SAMPLE_LABELS)
         elif task == "object-detection":
             for image, detections in zip(inputs, _per_input(outputs, len(inputs)), strict=True):
                 checks.check_detections(detections, self.pipe.model.config.id2label, *image.size)
