@@ -60,18 +60,14 @@ def check_detections(
             raise CheckFailed(f"object-detection: box {box} is not inside the {width}x{height} image")
 
 
-def check_zero_shot(predictions: Sequence[Mapping[str, Any]], candidates: Sequence[str]) -> None:
+def check_zero_shot(task: str, predictions: Sequence[Mapping[str, Any]], candidates: Sequence[str]) -> None:
     """Every candidate label once, scores a distribution over them, highest first."""
     labels = [p["label"] for p in predictions]
     if sorted(labels) != sorted(candidates):
-        raise CheckFailed(
-            f"zero-shot-image-classification: labels {labels}, expected each of {list(candidates)}"
-        )
+        raise CheckFailed(f"{task}: labels {labels}, expected each of {list(candidates)}")
     scores = [float(p["score"]) for p in predictions]
     if abs(sum(scores) - 1.0) > 1e-3 or scores != sorted(scores, reverse=True):
-        raise CheckFailed(
-            f"zero-shot-image-classification: scores {scores} do not sum to 1 in descending order"
-        )
+        raise CheckFailed(f"{task}: scores {scores} do not sum to 1 in descending order")
 
 
 def check_transcription(output: Any) -> None:

@@ -48,6 +48,14 @@ EXPECTED = {
         ["input_features", "decoder_input_ids", "decoder_attention_mask"],
         ["logits", "encoder_last_hidden_state"],
     ),
+    # Families without a spec of their own: derived from what their preprocessor gives.
+    "llama-tiny": (["input_ids", "attention_mask"], ["logits"]),
+    "qwen2-tiny": (["input_ids", "attention_mask"], ["logits"]),
+    "wav2vec2-tiny": (["input_values", "attention_mask"], ["logits"]),
+    "detr-tiny": (
+        ["pixel_mask", "pixel_values"],  # the image processor's order
+        ["logits", "pred_boxes", "last_hidden_state", "encoder_last_hidden_state"],
+    ),
 }
 
 
@@ -105,6 +113,14 @@ def test_file_runs_at_a_third_shape_in_onnxruntime(tmp_path: Path) -> None:
     got = run_onnxruntime(export.path, inputs)
     assert got["logits"].shape[:2] == (3, 21)
     np.testing.assert_allclose(got["logits"], reference.run(inputs)["logits"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("key", ["clip-tiny", "clap-tiny"])
+def test_text_with_image_or_sound_models_say_they_have_no_spec(key: str) -> None:
+    with pytest.raises(
+        ModelConversionError, match=rf"model_type '{key[:4]}' takes text with images or sounds"
+    ):
+        spec_for(model_dir(key))
 
 
 def test_second_call_comes_from_the_cache(tmp_path: Path) -> None:

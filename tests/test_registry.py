@@ -22,6 +22,7 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
     registry = load_registries([])
     assert set(registry.families) == {
         "bert",
+        "clap",
         "clip",
         "detr",
         "gpt2",
@@ -49,6 +50,7 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
         "facebook/wav2vec2-base-960h",
         "facebook/detr-resnet-50",
         "openai/clip-vit-base-patch32",
+        "laion/clap-htsat-unfused",
     } <= key_ids
 
 

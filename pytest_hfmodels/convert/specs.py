@@ -22,7 +22,8 @@ from ..runners.inputs import image_size, sample_audio, sample_image
 EXPORTERS = ("legacy", "dynamo")
 DEFAULT_OPSET = 18
 #: candidate outputs, kept in this order when the model returns them (heads give logits, bases hidden states)
-OUTPUT_CANDIDATES = ("logits", "last_hidden_state", "encoder_last_hidden_state")
+#: (detectors add one box per query: pred_boxes)
+OUTPUT_CANDIDATES = ("logits", "pred_boxes", "last_hidden_state", "encoder_last_hidden_state")
 
 # Rows differ in content and length, so batched validation exercises padding and attention masks.
 _TEXTS = (
@@ -209,14 +210,15 @@ def derive_spec(model_dir: Path, config: Mapping[str, Any]) -> ExportSpec:
     model_type = config.get("model_type")
     params = set(inspect.signature(model_class(model_dir, config).forward).parameters)
     pre = load_preprocessors(model_dir)
-    if (
-        pre.tokenizer is not None
-        and pre.image_processor is not None
-        and {"input_ids", "pixel_values"} <= params
-    ):
+    # Contrastive dual encoders (CLIP, CLAP) take text and an image or a sound in one call.
+    other_input = (pre.image_processor is not None and "pixel_values" in params) or (
+        pre.feature_extractor is not None and "input_features" in params
+    )
+    if pre.tokenizer is not None and "input_ids" in params and other_input:
         raise ModelConversionError(
-            f"{model_dir}: model_type {model_type!r} takes text and images in one call; exporting such "
-            f"models needs an export spec of its own, and there is none (specs: {', '.join(sorted(SPECS))})"
+            f"{model_dir}: model_type {model_type!r} takes text with images or sounds in one call; "
+            "exporting such models needs an export spec of its own, and there is none "
+            f"(specs: {', '.join(sorted(SPECS))})"
         )
     if pre.image_processor is not None:
         modality, produced = "vision", pre.image_processor(images=[sample_image(32, 32)], return_tensors="np")

@@ -14,6 +14,7 @@ from ..threads import limit_torch_threads
 from .inputs import (
     DECODER_LENGTH,
     SAMPLE_LABELS,
+    SAMPLE_SOUND_LABELS,
     SAMPLE_TEXT,
     image_size,
     precision_name,
@@ -73,6 +74,19 @@ class FromPretrainedRunner:
             height, width = image_size(config)
             images = [sample_image(height, width, seed=i) for i in range(batch_size)]
             encoded = dict(self.preprocessor(images=images, return_tensors="pt"))
+        elif self.entry.modality == "multimodal" and hasattr(self.preprocessor, "feature_extractor"):
+            # Sounds and the texts a contrastive audio-text model (CLAP) pairs them with.
+            rate = self.preprocessor.feature_extractor.sampling_rate
+            sounds = [sample_audio(rate, input_size or 1)] * batch_size
+            encoded = dict(
+                self.preprocessor(
+                    text=list(SAMPLE_SOUND_LABELS),
+                    audio=sounds,
+                    sampling_rate=rate,
+                    return_tensors="pt",
+                    padding=True,
+                )
+            )
         elif self.entry.modality == "multimodal":  # images and the texts a contrastive model pairs them with
             height, width = image_size(config)
             images = [sample_image(height, width, seed=i) for i in range(batch_size)]
@@ -108,8 +122,9 @@ class FromPretrainedRunner:
         }
 
     def check(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-        # The batch is the images' where there are images (a contrastive model also gets its texts).
-        batch = (inputs["pixel_values"] if "pixel_values" in inputs else next(iter(inputs.values()))).shape[0]
+        # The batch is the images' or sounds' where there are some (a contrastive model also gets texts).
+        first = next((inputs[k] for k in ("pixel_values", "input_features") if k in inputs), None)
+        batch = (first if first is not None else next(iter(inputs.values()))).shape[0]
         contrastive = self.entry.modality == "multimodal"
         for name, expected in self._expected_shapes(inputs, batch, contrastive).items():
             if name not in outputs:
@@ -136,9 +151,10 @@ class FromPretrainedRunner:
         else:
             length = None
         shapes: dict[str, tuple[int | None, ...]] = {}
-        if contrastive:  # one score per image and text
+        if contrastive:  # one score per image (or sound) and text
             texts = inputs["input_ids"].shape[0]
-            shapes["logits_per_image"] = (batch, texts)
+            other = "logits_per_image" if "pixel_values" in inputs else "logits_per_audio"
+            shapes[other] = (batch, texts)
             shapes["logits_per_text"] = (texts, batch)
         elif self.entry.architecture.endswith("ForObjectDetection") and hasattr(config, "num_queries"):
             # DETR-style: one class distribution (labels + "no object") and one box per query.

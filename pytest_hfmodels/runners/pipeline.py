@@ -17,6 +17,7 @@ from ..threads import limit_torch_threads
 from .inputs import (
     SAMPLE_LABELS,
     SAMPLE_PROMPT,
+    SAMPLE_SOUND_LABELS,
     SAMPLE_TEXT,
     SAMPLE_TEXT2TEXT,
     image_size,
@@ -79,6 +80,9 @@ class PipelineRunner:
         if task in ("image-classification", "object-detection", "zero-shot-image-classification"):
             height, width = image_size(self.pipe.model.config)
             return [sample_image(height, width, seed=i) for i in range(batch_size)]
+        if task == "zero-shot-audio-classification":
+            rate = self.pipe.feature_extractor.sampling_rate
+            return [sample_audio(rate, input_size or 1) for _ in range(batch_size)]
         if task == "automatic-speech-recognition":
             rate = self.pipe.feature_extractor.sampling_rate
             seconds = input_size or 1
@@ -104,6 +108,8 @@ class PipelineRunner:
             return self.pipe(inputs, top_k=min(_TOP_K, len(self.pipe.model.config.id2label)), **batch)
         if task == "zero-shot-image-classification":
             return self.pipe(inputs, candidate_labels=list(SAMPLE_LABELS), **batch)
+        if task == "zero-shot-audio-classification":
+            return self.pipe(inputs, candidate_labels=list(SAMPLE_SOUND_LABELS), **batch)
         if task == "object-detection":
             # Every query's box, whatever its score: the checks look at all of them.
             return self.pipe(inputs, threshold=0.0, **batch)
@@ -131,9 +137,10 @@ class PipelineRunner:
         elif task == "image-classification":
             for predictions in _per_input(outputs, len(inputs)):
                 checks.check_labels(predictions, self.pipe.model.config.id2label)
-        elif task == "zero-shot-image-classification":
+        elif task in ("zero-shot-image-classification", "zero-shot-audio-classification"):
+            labels = SAMPLE_LABELS if task == "zero-shot-image-classification" else SAMPLE_SOUND_LABELS
             for predictions in _per_input(outputs, len(inputs)):
-                checks.check_zero_shot(predictions, SAMPLE_LABELS)
+                checks.check_zero_shot(task, predictions, labels)
         elif task == "object-detection":
             for image, detections in zip(inputs, _per_input(outputs, len(inputs)), strict=True):
                 checks.check_detections(detections, self.pipe.model.config.id2label, *image.size)
