@@ -9,7 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ENTRIES, MODES, BATCHES = 1250, ("pipeline", "from_pretrained"), "1,2,4,8"  # 1250 x 2 x 4 = 10,000
+# 1250 x 2 modes x 4 batch sizes x one text length = 10,000
+ENTRIES, MODES, BATCHES, LENGTHS = 1250, ("pipeline", "from_pretrained"), "1,2,4,8", "128"
 REPEATS = 3
 
 
@@ -55,6 +56,8 @@ def main() -> None:
                 ",".join(MODES),
                 "--hf-batch-sizes",
                 BATCHES,
+                "--hf-seq-lengths",
+                LENGTHS,
                 "--cpu-only",
             ],
             root,
