@@ -165,3 +165,32 @@ def test_custom_set_needs_its_file(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--hf-set", "custom")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--hf-set custom needs --hf-models-file" in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("dist", "scheduler"),
+    [([], "LoadGroupScheduling"), (["--dist", "load"], "LoadScheduling")],
+    ids=["default-loadgroup", "explicit-load"],
+)
+def test_xdist_distributes_by_model_unless_told_otherwise(
+    pytester: pytest.Pytester, dist: list[str], scheduler: str
+) -> None:
+    args = ("--hf-model", "gpt2-tiny", "--hf-mode", "from_pretrained", "--hf-verify-only", *ONE_SHAPE)
+    result = pytester.runpytest_subprocess(*args, "-n", "2", *dist, "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"scheduling tests via {scheduler}"])
+
+
+def test_thread_budget_shares_the_cpus_between_workers() -> None:
+    from pytest_hfmodels.threads import thread_budget
+
+    assert thread_budget(None, workers=1, cpus=16) is None  # alone: the runtime's own default
+    assert thread_budget(None, workers=4, cpus=16) == 4
+    assert thread_budget(None, workers=3, cpus=2) == 1  # never zero
+    assert thread_budget(6, workers=4, cpus=16) == 6  # --hf-threads wins
+
+
+def test_threads_option_must_be_one_positive_integer(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--hf-family", "bert", "--hf-threads", "0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--hf-threads: '0' is not a positive integer" in result.stderr.str()
