@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ModelConversionError
-from ..runners.inputs import image_size, sample_audio, sample_image
+from ..runners.inputs import ensure_pad_token, image_size, sample_audio, sample_image
 
 EXPORTERS = ("legacy", "dynamo")
 DEFAULT_OPSET = 18
@@ -193,8 +193,7 @@ def load_preprocessors(model_dir: Path) -> Preprocessors:
     tokenizer = image_processor = feature_extractor = None
     if names & {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model"}:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-        if tokenizer.pad_token is None:  # causal LMs ship without one; batching needs it
-            tokenizer.pad_token = tokenizer.eos_token
+        ensure_pad_token(tokenizer)
     if "preprocessor_config.json" in names:
         data = json.loads((model_dir / "preprocessor_config.json").read_text(encoding="utf-8"))
         kind = str(data.get("image_processor_type") or data.get("feature_extractor_type") or "")

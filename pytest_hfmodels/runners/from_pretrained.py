@@ -16,6 +16,7 @@ from .inputs import (
     SAMPLE_LABELS,
     SAMPLE_SOUND_LABELS,
     SAMPLE_TEXT,
+    ensure_pad_token,
     image_size,
     precision_name,
     sample_audio,
@@ -52,9 +53,8 @@ class FromPretrainedRunner:
         self.preprocessor = loaders.get(self.entry.modality, transformers.AutoProcessor).from_pretrained(
             model_dir
         )
-        if self.entry.modality == "text" and self.preprocessor.pad_token is None:
-            # Causal LMs ship without a pad token; batching needs one, and eos is the usual choice.
-            self.preprocessor.pad_token = self.preprocessor.eos_token
+        if self.entry.modality == "text":
+            ensure_pad_token(self.preprocessor)
 
     def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> dict[str, Any]:
         import torch

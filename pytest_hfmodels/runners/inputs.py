@@ -25,6 +25,12 @@ def torch_device(device: Device) -> str:
     return "cpu"
 
 
+def ensure_pad_token(tokenizer: Any) -> None:
+    """Causal LMs ship without a pad token; batching needs one, and eos is the usual choice."""
+    if tokenizer is not None and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
 def precision_name(dtype: Any) -> str:
     """torch.float32 -> fp32, the names result rows use for every runtime."""
     name = str(dtype).removeprefix("torch.")

@@ -20,6 +20,7 @@ from .inputs import (
     SAMPLE_SOUND_LABELS,
     SAMPLE_TEXT,
     SAMPLE_TEXT2TEXT,
+    ensure_pad_token,
     image_size,
     precision_name,
     sample_audio,
@@ -28,6 +29,11 @@ from .inputs import (
 )
 
 _MAX_NEW_TOKENS = 8
+#: the candidate labels each zero-shot task is given
+_ZERO_SHOT_LABELS = {
+    "zero-shot-image-classification": SAMPLE_LABELS,
+    "zero-shot-audio-classification": SAMPLE_SOUND_LABELS,
+}
 _TOP_K = 3
 
 
@@ -59,10 +65,7 @@ class PipelineRunner:
             self.entry.task, model=str(model_dir), device=torch_device(self.device)
         )
         self.precision = precision_name(self.pipe.model.dtype)
-        tokenizer = getattr(self.pipe, "tokenizer", None)
-        if tokenizer is not None and tokenizer.pad_token is None:
-            # Causal LMs ship without a pad token; a batched pipeline needs one, eos is the usual choice.
-            tokenizer.pad_token = tokenizer.eos_token
+        ensure_pad_token(getattr(self.pipe, "tokenizer", None))  # a batched pipeline pads
 
     def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> Any:
         task = self.entry.task
@@ -106,10 +109,8 @@ class PipelineRunner:
             )
         if task == "image-classification":
             return self.pipe(inputs, top_k=min(_TOP_K, len(self.pipe.model.config.id2label)), **batch)
-        if task == "zero-shot-image-classification":
-            return self.pipe(inputs, candidate_labels=list(SAMPLE_LABELS), **batch)
-        if task == "zero-shot-audio-classification":
-            return self.pipe(inputs, candidate_labels=list(SAMPLE_SOUND_LABELS), **batch)
+        if task in _ZERO_SHOT_LABELS:
+            return self.pipe(inputs, candidate_labels=list(_ZERO_SHOT_LABELS[task]), **batch)
         if task == "object-detection":
             # Every query's box, whatever its score: the checks look at all of them.
             return self.pipe(inputs, threshold=0.0, **batch)
@@ -137,10 +138,9 @@ class PipelineRunner:
         elif task == "image-classification":
             for predictions in _per_input(outputs, len(inputs)):
                 checks.check_labels(predictions, self.pipe.model.config.id2label)
-        elif task in ("zero-shot-image-classification", "zero-shot-audio-classification"):
-            labels = SAMPLE_LABELS if task == "zero-shot-image-classification" else SAMPLE_SOUND_LABELS
+        elif task in _ZERO_SHOT_LABELS:
             for predictions in _per_input(outputs, len(inputs)):
-                checks.check_zero_shot(task, predictions, labels)
+                checks.check_zero_shot(task, predictions, _ZERO_SHOT_LABELS[task])
         elif task == "object-detection":
             for image, detections in zip(inputs, _per_input(outputs, len(inputs)), strict=True):
                 checks.check_detections(detections, self.pipe.model.config.id2label, *image.size)
