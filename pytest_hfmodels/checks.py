@@ -25,6 +25,11 @@ def check_fill_mask(predictions: Sequence[Mapping[str, Any]], top_k: int) -> Non
         raise CheckFailed("fill-mask: a prediction has no token string")
 
 
+def check_count(what: str, found: int, expected: int) -> None:
+    if found != expected:
+        raise CheckFailed(f"{what}: {found} results for {expected} inputs")
+
+
 def check_new_tokens(prompt_length: int, generated_length: int, what: str) -> None:
     if generated_length <= prompt_length:
         raise CheckFailed(f"{what}: no new tokens (prompt {prompt_length}, output {generated_length} tokens)")

@@ -22,6 +22,7 @@ SOURCES = ("hub", "tiny", "local", "package")
 MODALITIES = ("text", "vision", "audio", "multimodal")
 SET_NAMES = ("small", "key")
 TOKENIZER_KINDS = ("wordpiece", "byte-bpe", "unigram", "characters")
+PADDING_SIDES = ("right", "left")
 
 _FAMILY_FIELDS = {"family", "task", "modality", "architecture", "tolerances", "description", "models"}
 _MODEL_FIELDS = {
@@ -49,7 +50,16 @@ _TINY_FIELDS = {
     "generation",
     "seed",
 }
-_TOKENIZER_FIELDS = {"kind", "class", "vocab_size", "special_tokens", "specials_last", "roles", "template"}
+_TOKENIZER_FIELDS = {
+    "kind",
+    "class",
+    "vocab_size",
+    "special_tokens",
+    "specials_last",
+    "roles",
+    "template",
+    "padding_side",
+}
 _COMPONENT_FIELDS = {"class", "args"}
 _TOLERANCE_FIELDS = {"atol", "rtol"}
 
@@ -77,6 +87,8 @@ class TokenizerSpec:
     #: special tokens get the ids after the learned vocabulary (Whisper's layout: its generation
     #: reads every id above <|notimestamps|> as a timestamp) instead of the first ids
     specials_last: bool = False
+    #: where batches are padded: decoder-only models that generate from a batch need "left"
+    padding_side: str = "right"
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,9 @@ class TinySpec:
     tokenizer: TokenizerSpec | None
     image_processor: ComponentSpec | None
     feature_extractor: ComponentSpec | None
-    processor: str | None  #: processor class combining tokenizer and feature extractor
+    #: processor combining the tokenizer and the image processor or feature extractor, with any
+    #: arguments of its own (LLaVA's patch size, say); given as a class name or {class, args}
+    processor: ComponentSpec | None
     generation: Mapping[str, Any]  #: generation_config.json values; "$token" strings resolve to ids
     seed: int
 
@@ -401,7 +415,13 @@ class _Parser:
             feature_extractor=self.component(
                 doc.get("feature_extractor"), (*trail, "feature_extractor"), model
             ),
-            processor=doc.get("processor"),
+            processor=self.component(
+                {"class": doc["processor"]}
+                if isinstance(doc.get("processor"), str)
+                else doc.get("processor"),
+                (*trail, "processor"),
+                model,
+            ),
             generation=MappingProxyType(generation),
             seed=seed,
         )
@@ -430,6 +450,9 @@ class _Parser:
             roles=MappingProxyType(dict(roles)),
             template=doc.get("template"),
             specials_last=self.boolean(doc.get("specials_last", False), (*trail, "specials_last"), model),
+            padding_side=self.string(
+                doc.get("padding_side", "right"), (*trail, "padding_side"), model, PADDING_SIDES
+            ),
         )
 
     def component(self, value: Any, trail: tuple[str, ...], model: str) -> ComponentSpec | None:

@@ -100,7 +100,7 @@ def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
         if component is not None:
             parts[name] = _transformers_class(component.cls)(**dict(component.args))
     if spec.processor:
-        _transformers_class(spec.processor)(**parts).save_pretrained(out)
+        _transformers_class(spec.processor.cls)(**parts, **dict(spec.processor.args)).save_pretrained(out)
     for part in parts.values():
         part.save_pretrained(out)
     if tokenizer is not None and spec.tokenizer and spec.tokenizer.cls:
@@ -156,7 +156,7 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
             pair=f"{spec.template} $B:1",
             special_tokens=[(t, tok.token_to_id(t)) for t in used],
         )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **dict(spec.roles))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side=spec.padding_side, **dict(spec.roles))
 
 
 def _character_tokenizer(spec: TokenizerSpec) -> Any:

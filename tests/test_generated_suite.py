@@ -44,15 +44,28 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
     result = pytester.runpytest("--hf-set", "small", "--hf-offline", *plugin)
     # The default sweep: batch 1, 4, 8; 32 and 128 tokens where a mode sets the length (not a
     # pipeline); 1 s and 5 s of audio; images at the processor's size.
-    result.assert_outcomes(passed=120)
+    result.assert_outcomes(passed=126)
     rows = read_rows(rows_file)
-    assert len(rows) == 120
+    assert len(rows) == 126
     assert {r["measurement"]["batch_size"] for r in rows} == {1, 4, 8}
     for row in rows:  # the length the tokenizer really made, where the case set one
         if row["case_id"].endswith(("-s32", "-s128")):
             assert row["measurement"]["sequence_length"] == int(row["case_id"].rsplit("-s", 1)[1])
     assert {r["measurement"]["audio_seconds"] for r in rows} == {None, 1.0, 5.0}
-    families = {"bert", "clap", "clip", "detr", "gpt2", "llama", "qwen2", "t5", "vit", "wav2vec2", "whisper"}
+    families = {
+        "bert",
+        "clap",
+        "clip",
+        "detr",
+        "gpt2",
+        "llama",
+        "llava",
+        "qwen2",
+        "t5",
+        "vit",
+        "wav2vec2",
+        "whisper",
+    }
     assert {r["family"] for r in rows} == families
     assert all(r["status"] == "pass" and r["hardware"] == "cpu" for r in rows)
     minilm = next(r for r in rows if r["case_id"] == "all-minilm-l6-v2-pipeline-cpu")
@@ -60,7 +73,7 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
     assert minilm["parameters"] == 22_713_216
     loaded = [r for r in rows if r["measurement"]["load_time_s"] is not None]
     assert loaded and all(r["measurement"]["load_time_s"] > 0 for r in loaded)
-    result.stdout.fnmatch_lines(["hfmodels: 120 results stored in run 1 of *results.duckdb"])
+    result.stdout.fnmatch_lines(["hfmodels: 126 results stored in run 1 of *results.duckdb"])
 
     import duckdb  # the default database file, queried as a user would
 

@@ -27,6 +27,7 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
         "detr",
         "gpt2",
         "llama",
+        "llava",
         "qwen2",
         "t5",
         "vit",
@@ -51,6 +52,7 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
         "facebook/detr-resnet-50",
         "openai/clip-vit-base-patch32",
         "laion/clap-htsat-unfused",
+        "llava-hf/llava-1.5-7b-hf",
     } <= key_ids
 
 
@@ -87,6 +89,16 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
             "specials_last: 1}}",
             "tiny.tokenizer.specials_last",
             "must be true or false",
+        ),
+        (
+            "source: tiny\n    tiny: {model_type: m, tokenizer: {kind: wordpiece, padding_side: middle}}",
+            "tiny.tokenizer.padding_side",
+            "is not one of right, left",
+        ),
+        (
+            "source: tiny\n    tiny: {model_type: m, processor: {class: P, arguments: {}}}",
+            "tiny.processor.arguments",
+            "unknown field",
         ),
     ],
 )

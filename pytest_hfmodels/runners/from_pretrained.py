@@ -13,6 +13,7 @@ from ..registry import ModelEntry
 from ..threads import limit_torch_threads
 from .inputs import (
     DECODER_LENGTH,
+    SAMPLE_IMAGE_QUESTION,
     SAMPLE_LABELS,
     SAMPLE_SOUND_LABELS,
     SAMPLE_TEXT,
@@ -74,6 +75,11 @@ class FromPretrainedRunner:
             height, width = image_size(config)
             images = [sample_image(height, width, seed=i) for i in range(batch_size)]
             encoded = dict(self.preprocessor(images=images, return_tensors="pt"))
+        elif self.entry.task == "image-text-to-text":  # one question per image, after its image token
+            height, width = image_size(config)
+            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            prompts = [f"{self.preprocessor.image_token} {SAMPLE_IMAGE_QUESTION}"] * batch_size
+            encoded = dict(self.preprocessor(images=images, text=prompts, return_tensors="pt", padding=True))
         elif self.entry.modality == "multimodal" and hasattr(self.preprocessor, "feature_extractor"):
             # Sounds and the texts a contrastive audio-text model (CLAP) pairs them with.
             rate = self.preprocessor.feature_extractor.sampling_rate
@@ -125,7 +131,7 @@ class FromPretrainedRunner:
         # The batch is the images' or sounds' where there are some (a contrastive model also gets texts).
         first = next((inputs[k] for k in ("pixel_values", "input_features") if k in inputs), None)
         batch = (first if first is not None else next(iter(inputs.values()))).shape[0]
-        contrastive = self.entry.modality == "multimodal"
+        contrastive = self.entry.task.startswith("zero-shot")
         for name, expected in self._expected_shapes(inputs, batch, contrastive).items():
             if name not in outputs:
                 raise CheckFailed(f"from_pretrained: output {name!r} missing (got {sorted(outputs)})")
@@ -165,7 +171,9 @@ class FromPretrainedRunner:
         elif self.entry.architecture.endswith(
             ("ForMaskedLM", "LMHeadModel", "ForCausalLM", "ForConditionalGeneration")
         ):
-            shapes["logits"] = (batch, length, config.vocab_size)
+            # Vision-language models keep the vocabulary in their text model's config.
+            vocab = getattr(config, "vocab_size", None) or config.get_text_config().vocab_size
+            shapes["logits"] = (batch, length, vocab)
         elif self.entry.architecture.endswith("ForCTC"):  # one frame per conv stride, whatever it is
             shapes["logits"] = (batch, None, config.vocab_size)
         else:

@@ -13,6 +13,8 @@ DECODER_LENGTH = 4
 SAMPLE_TEXT2TEXT = "Translate English to German: the house is wonderful."
 #: candidate labels of zero-shot image classification, and the texts contrastive models pair with images
 SAMPLE_LABELS = ("a photo of a cat", "a photo of a dog", "a photo of a car")
+#: the question image-text-to-text models are asked, after the processor's image token
+SAMPLE_IMAGE_QUESTION = "Describe the picture."
 #: the same for sounds (zero-shot audio classification, contrastive audio-text models)
 SAMPLE_SOUND_LABELS = ("a dog barking", "a car horn", "rain")
 

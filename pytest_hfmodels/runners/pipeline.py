@@ -15,6 +15,7 @@ from ..hardware import Device
 from ..registry import ModelEntry
 from ..threads import limit_torch_threads
 from .inputs import (
+    SAMPLE_IMAGE_QUESTION,
     SAMPLE_LABELS,
     SAMPLE_PROMPT,
     SAMPLE_SOUND_LABELS,
@@ -83,6 +84,11 @@ class PipelineRunner:
         if task in ("image-classification", "object-detection", "zero-shot-image-classification"):
             height, width = image_size(self.pipe.model.config)
             return [sample_image(height, width, seed=i) for i in range(batch_size)]
+        if task == "image-text-to-text":
+            height, width = image_size(self.pipe.model.config)
+            prompt = f"{self.pipe.processor.image_token} {SAMPLE_IMAGE_QUESTION}"
+            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            return {"images": images, "text": [prompt] * batch_size}
         if task == "zero-shot-audio-classification":
             rate = self.pipe.feature_extractor.sampling_rate
             return [sample_audio(rate, input_size or 1) for _ in range(batch_size)]
@@ -99,6 +105,14 @@ class PipelineRunner:
 
             with torch.inference_mode():
                 return self.model.generate(**inputs, max_new_tokens=_MAX_NEW_TOKENS, do_sample=False)
+        if task == "image-text-to-text":
+            return self.pipe(
+                images=inputs["images"],
+                text=inputs["text"],
+                generate_kwargs={"max_new_tokens": _MAX_NEW_TOKENS, "do_sample": False},
+                return_tensors=True,
+                batch_size=len(inputs["images"]),
+            )
         # The case's batch is one pipeline batch: without batch_size a pipeline runs a list one by one.
         batch = {"batch_size": len(inputs)}
         if task == "fill-mask":
@@ -138,6 +152,13 @@ class PipelineRunner:
         elif task == "image-classification":
             for predictions in _per_input(outputs, len(inputs)):
                 checks.check_labels(predictions, self.pipe.model.config.id2label)
+        elif task == "image-text-to-text":
+            first = self.pipe.processor(images=inputs["images"][:1], text=inputs["text"][:1])
+            prompt_length = len(first["input_ids"][0])  # image tokens expanded, as the model sees it
+            generated = [o[0] if isinstance(o, list) else o for o in outputs]
+            checks.check_count("image-text-to-text", len(generated), len(inputs["images"]))
+            for result in generated:
+                checks.check_new_tokens(prompt_length, len(result["generated_token_ids"]), task)
         elif task in _ZERO_SHOT_LABELS:
             for predictions in _per_input(outputs, len(inputs)):
                 checks.check_zero_shot(task, predictions, _ZERO_SHOT_LABELS[task])
