@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DATA, ONE_SHAPE
+from .conftest import BUILTIN_FAMILIES, DATA, ONE_SHAPE
 
 # A plugin (not a conftest: conftest hooks apply only below their folder, and the generated
 # suite lives in the package) appending every row the controller receives to a file.
@@ -52,21 +52,7 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
         if row["case_id"].endswith(("-s32", "-s128")):
             assert row["measurement"]["sequence_length"] == int(row["case_id"].rsplit("-s", 1)[1])
     assert {r["measurement"]["audio_seconds"] for r in rows} == {None, 1.0, 5.0}
-    families = {
-        "bert",
-        "clap",
-        "clip",
-        "detr",
-        "gpt2",
-        "llama",
-        "llava",
-        "qwen2",
-        "t5",
-        "vit",
-        "wav2vec2",
-        "whisper",
-    }
-    assert {r["family"] for r in rows} == families
+    assert {r["family"] for r in rows} == BUILTIN_FAMILIES
     assert all(r["status"] == "pass" and r["hardware"] == "cpu" for r in rows)
     minilm = next(r for r in rows if r["case_id"] == "all-minilm-l6-v2-pipeline-cpu")
     assert minilm["model_type"] == "bert"  # read from config.json, not guessed from the name

@@ -9,7 +9,7 @@ import pytest
 from pytest_hfmodels.errors import RegistryError, SelectionError
 from pytest_hfmodels.registry import load_registries, load_registry_file
 
-from .conftest import DATA
+from .conftest import BUILTIN_FAMILIES, DATA
 
 
 def write(tmp_path: Path, text: str, name: str = "fam.yaml") -> Path:
@@ -20,20 +20,7 @@ def write(tmp_path: Path, text: str, name: str = "fam.yaml") -> Path:
 
 def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None:
     registry = load_registries([])
-    assert set(registry.families) == {
-        "bert",
-        "clap",
-        "clip",
-        "detr",
-        "gpt2",
-        "llama",
-        "llava",
-        "qwen2",
-        "t5",
-        "vit",
-        "wav2vec2",
-        "whisper",
-    }
+    assert set(registry.families) == BUILTIN_FAMILIES
     for family in registry.families:
         small = [e for e in registry.entries if e.family == family and "small" in e.sets]
         assert any(e.source == "tiny" for e in small), family
