@@ -44,7 +44,8 @@ def hardware_for_mode(mode: str, settings: Settings, hardware: Hardware) -> tupl
 
 
 def input_sizes(entry: ModelEntry, mode: str, settings: Settings) -> tuple[int | None, ...]:
-    """The input sizes swept for an entry in a mode: none asked for, or none it can set -> (None,)."""
+    """The input sizes swept for an entry in a mode; (None,) where the mode cannot set its size
+    (or a Settings built by hand sweeps none)."""
     if entry.modality not in MODES[mode].sized:
         return (None,)
     sizes = settings.seq_lengths if entry.modality == "text" else settings.audio_seconds
