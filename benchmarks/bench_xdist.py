@@ -1,10 +1,12 @@
-"""`pytest --hf-verify-only` on the small set with -n 0 against -n 2, in the same run.
+"""`pytest --hf-set small --hf-verify-only` with -n 0 against -n 2, in the same run.
 
-Also times what every worker pays before its first case (a fresh interpreter importing torch
-and transformers' pipelines), which decides whether workers can win on a machine: each worker
-pays it again, while -n 0 already runs every case's compute on all cores through the
-runtime's own threads. And -n 2 with each runtime on all cores (--hf-threads = CPUs), which is
-what xdist without the plugin's per-worker thread budget would do.
+The suite runs as a user runs it: results stored in a DuckDB file (a fresh one per run).
+Also times what every worker pays on its own, which decides whether workers can win on a
+machine: importing torch and transformers' pipelines, and exiting afterwards (with the heap
+frozen as the plugin does at exit, against a plain exit). -n 0 already runs every case's
+compute on all cores through the runtime's own threads, so a worker wins only what it does
+not pay twice. And -n 2 with each runtime on all cores (--hf-threads = CPUs), which is what
+xdist without the plugin's per-worker thread budget would do.
 
     .venv/bin/python benchmarks/bench_xdist.py [--repeats 3]
 """
@@ -17,14 +19,18 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-SUITE = ["-m", "pytest", "--hf-set", "small", "--hf-offline", "--hf-verify-only", "--hf-no-db", "-q"]
+SUITE = ["-m", "pytest", "--hf-set", "small", "--hf-offline", "--hf-verify-only", "-q"]
 SUITE += ["-p", "no:cacheprovider"]
+IMPORT = "import time, torch, transformers; transformers.pipeline; print(time.time(), flush=True)"
+EXIT_FROZEN = IMPORT + "; import gc; gc.freeze()"
 
 
-def run(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (children's user + system) of one fresh interpreter."""
+def run(args: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (children's user + system) and stdout of one fresh interpreter."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
@@ -35,7 +41,19 @@ def run(args: list[str]) -> tuple[float, float]:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)}: exit {done.returncode}: {done.stdout.decode()[-800:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout.decode()
+
+
+def run_suite(extra: list[str]) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        wall, cpu, _ = run([*SUITE, *extra, f"--hf-db={Path(folder) / 'results.duckdb'}"])
     return wall, cpu
+
+
+def exit_seconds(code: str) -> float:
+    """From the script's last line to the process's end: the interpreter's exit."""
+    _, _, out = run(["-c", code])
+    return time.time() - float(out.split()[-1])
 
 
 def main() -> None:
@@ -48,25 +66,27 @@ def main() -> None:
         "-n 2": ["-n", "2"],
         f"-n 2 --hf-threads {cpus}": ["-n", "2", f"--hf-threads={cpus}"],
     }
-    run([*SUITE, "-n", "0"])  # warm: tiny models built, files in the page cache
+    run_suite(["-n", "0"])  # warm: tiny models built, files in the page cache
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(repeats):  # interleaved, so drift in the machine's load hits every variant
         for name, extra in variants.items():
-            results[name].append(run([*SUITE, *extra]))
-    imports = [run(["-c", "import torch, transformers; transformers.pipeline"]) for _ in range(repeats)]
+            results[name].append(run_suite(extra))
+    imports = [run(["-c", IMPORT])[:2] for _ in range(repeats)]
+    exits = {"plain": [exit_seconds(IMPORT) for _ in range(repeats)]}
+    exits["heap frozen"] = [exit_seconds(EXIT_FROZEN) for _ in range(repeats)]
 
-    print(f"small set, --hf-verify-only, {cpus} CPUs, median of {repeats}")
+    print(f"small set, --hf-verify-only, results stored; {cpus} CPUs, median of {repeats}")
     print(f"{'run':<28}{'wall s':>9}{'cpu s':>9}{'vs -n 0':>10}")
     base = statistics.median(w for w, _ in results["-n 0"])
     for name, samples in results.items():
         wall = statistics.median(w for w, _ in samples)
         cpu = statistics.median(c for _, c in samples)
         print(f"{name:<28}{wall:>9.2f}{cpu:>9.2f}{wall / base:>9.2f}x")
+    print("paid by every process that runs cases:")
     wall = statistics.median(w for w, _ in imports)
-    print(
-        f"{'import torch+pipelines':<28}{wall:>9.2f}{statistics.median(c for _, c in imports):>9.2f}"
-        "   (paid once per process)"
-    )
+    print(f"{'  import torch+pipelines':<28}{wall:>9.2f}{statistics.median(c for _, c in imports):>9.2f}")
+    for name, samples in exits.items():
+        print(f"{'  exit, ' + name:<28}{statistics.median(samples):>9.2f}")
 
 
 if __name__ == "__main__":

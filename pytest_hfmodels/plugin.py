@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from . import cache_admin, fixtures, recorder
+from . import cache_admin, exit_gc, fixtures, recorder
 from .errors import OptionError, RegistryError, SelectionError
 from .hardware import parse_hardware_list
 from .pool import RunnerPool
@@ -242,6 +242,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None:
         state.runners.close()
+        if state.cases_computed:
+            exit_gc.freeze_heap_at_exit()
         if not hasattr(session.config, "workerinput") and state.cases_computed:
             # Past CACHE_CLEANUP_THRESHOLD GB, entries idle CACHE_CLEANUP_MIN_AGE_DAYS go, oldest first.
             cache_admin.clean_if_needed(state.cache_root)
