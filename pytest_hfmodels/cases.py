@@ -53,11 +53,13 @@ def input_sizes(entry: ModelEntry, mode: str, settings: Settings) -> tuple[int |
 
 
 def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware) -> list[Case]:
+    """Every case the selection asks for; a mode an entry's registry rules out makes none."""
     mode_order = {mode: i for i, mode in enumerate(settings.modes)}
     cases = [
         Case(entry, mode, label, batch, size)
         for entry in entries
         for mode in settings.modes
+        if entry.runs_in(mode)
         for label in hardware_for_mode(mode, settings, hardware)
         for batch in settings.batch_sizes
         for size in input_sizes(entry, mode, settings)

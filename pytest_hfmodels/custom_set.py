@@ -3,7 +3,7 @@
     {"my-bert": {"name": "google-bert/bert-base-cased", "family": "bert", "size": "base",
                  "modality": "text"}, ...}
 
-JSON or YAML. Each model takes its task, architecture and tolerances from its family's registry,
+JSON or YAML. Each model takes its task, architecture, tolerances and modes from its family's registry,
 so only families the registries define can be used.
 """
 
@@ -87,4 +87,5 @@ def _entry(path: Path, key: str, value: Any, registry: Registry) -> ModelEntry:
         tolerances=family.tolerances,
         dependencies=(),
         registry_file=str(path),
+        modes=family.modes,
     )

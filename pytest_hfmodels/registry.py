@@ -24,7 +24,16 @@ SET_NAMES = ("small", "key")
 TOKENIZER_KINDS = ("wordpiece", "byte-bpe", "unigram", "characters")
 PADDING_SIDES = ("right", "left")
 
-_FAMILY_FIELDS = {"family", "task", "modality", "architecture", "tolerances", "description", "models"}
+_FAMILY_FIELDS = {
+    "family",
+    "task",
+    "modality",
+    "architecture",
+    "tolerances",
+    "modes",
+    "description",
+    "models",
+}
 _MODEL_FIELDS = {
     "id",
     "source",
@@ -39,6 +48,7 @@ _MODEL_FIELDS = {
     "package_path",
     "revision",
     "expect",
+    "modes",
 }
 _TINY_FIELDS = {
     "model_type",
@@ -136,6 +146,12 @@ class ModelEntry:
     package_path: str | None = None  #: folder inside that package holding config.json
     tiny: TinySpec | None = None
     expect: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the modes the entry can run in, where the registry narrows them (transformers has no
+    #: pipeline for its task, say); None: every mode
+    modes: tuple[str, ...] | None = None
+
+    def runs_in(self, mode: str) -> bool:
+        return self.modes is None or mode in self.modes
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,7 @@ class FamilyDefaults:
     architecture: str | None
     tolerances: Tolerances
     registry_file: str
+    modes: tuple[str, ...] | None = None  #: None: every mode
 
 
 @dataclass(frozen=True)
@@ -326,6 +343,7 @@ class _Parser:
             else None,
             tolerances=self.tolerances(doc.get("tolerances"), ("tolerances",), None, Tolerances()),
             registry_file=str(self.path),
+            modes=self.modes(doc["modes"], ("modes",), None) if "modes" in doc else None,
         )
         models = doc["models"]
         if not isinstance(models, dict) or not models:
@@ -374,7 +392,22 @@ class _Parser:
             package_path=doc.get("package_path"),
             tiny=tiny,
             expect=MappingProxyType(expect),
+            modes=self.modes(doc["modes"], (*trail, "modes"), key) if "modes" in doc else defaults.modes,
         )
+
+    def modes(self, value: Any, trail: tuple[str, ...], model: str | None) -> tuple[str, ...]:
+        # Imported here: the runners package imports this module for its types.
+        from .runners import MODES
+
+        known = ", ".join(MODES)
+        if not isinstance(value, list) or not value:
+            raise self.error(trail, f"must be a non-empty list drawn from {known}", model)
+        for name in value:
+            if name not in MODES:
+                raise self.error(trail, f"{name!r} is not a mode (known: {known})", model)
+        if len(set(value)) != len(value):
+            raise self.error(trail, "lists a mode twice", model)
+        return tuple(value)
 
     def tolerances(
         self, value: Any, trail: tuple[str, ...], model: str | None, default: Tolerances
@@ -469,8 +502,11 @@ class _Parser:
 
 def as_table(entries: Iterable[ModelEntry]) -> str:
     """The entries as an aligned text table (for --hf-list-models and `hfmodels registry`)."""
-    header = ("key", "family", "task", "source", "sets", "id")
-    rows = [header] + [(e.key, e.family, e.task, e.source, ",".join(e.sets) or "-", e.id) for e in entries]
+    header = ("key", "family", "task", "source", "sets", "modes", "id")
+    rows = [header] + [
+        (e.key, e.family, e.task, e.source, ",".join(e.sets) or "-", ",".join(e.modes or ("all",)), e.id)
+        for e in entries
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_hfmodels.errors import CheckFailed
+from pytest_hfmodels.hardware import Device
+from pytest_hfmodels.registry import load_registries
+from pytest_hfmodels.runners import runner_class
+from pytest_hfmodels.runners.inputs import SAMPLE_IMAGE_QUESTION, SAMPLE_VIDEO_LABELS, sample_image
+
 from .conftest import BUILTIN_FAMILIES, DATA, ONE_SHAPE
 
 # A plugin (not a conftest: conftest hooks apply only below their folder, and the generated
@@ -43,10 +49,10 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
     rows_file, plugin = dump_rows(pytester)
     result = pytester.runpytest("--hf-set", "small", "--hf-offline", *plugin)
     # The default sweep: batch 1, 4, 8; 32 and 128 tokens where a mode sets the length (not a
-    # pipeline); 1 s and 5 s of audio; images at the processor's size.
-    result.assert_outcomes(passed=126)
+    # pipeline); 1 s and 5 s of audio; images at the processor's size. xclip has no pipeline case.
+    result.assert_outcomes(passed=135)
     rows = read_rows(rows_file)
-    assert len(rows) == 126
+    assert len(rows) == 135
     assert {r["measurement"]["batch_size"] for r in rows} == {1, 4, 8}
     for row in rows:  # the length the tokenizer really made, where the case set one
         if row["case_id"].endswith(("-s32", "-s128")):
@@ -59,7 +65,7 @@ def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) 
     assert minilm["parameters"] == 22_713_216
     loaded = [r for r in rows if r["measurement"]["load_time_s"] is not None]
     assert loaded and all(r["measurement"]["load_time_s"] > 0 for r in loaded)
-    result.stdout.fnmatch_lines(["hfmodels: 126 results stored in run 1 of *results.duckdb"])
+    result.stdout.fnmatch_lines(["hfmodels: 135 results stored in run 1 of *results.duckdb"])
 
     import duckdb  # the default database file, queried as a user would
 
@@ -150,3 +156,46 @@ def test_own_tests_use_the_fixtures(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("test_team.py", "--hf-model", "distilbert-tiny,t5-tiny", *ONE_SHAPE, "-v")
     result.assert_outcomes(passed=8)
+
+
+def test_video_model_scores_each_video_against_each_label(tiny_model_dirs: dict[str, Path]) -> None:
+    (entry,) = load_registries([]).select(models=["xclip-tiny"])
+    runner = runner_class("from_pretrained")(entry, Device(label="cpu", kind="cpu", name="cpu"))
+    runner.load(tiny_model_dirs["xclip-tiny"])
+    inputs = runner.make_inputs(batch_size=2)
+    # Two videos of the config's 4 frames each, and the candidate labels.
+    assert tuple(inputs["pixel_values"].shape) == (2, 4, 3, 32, 32)
+    assert inputs["input_ids"].shape[0] == len(SAMPLE_VIDEO_LABELS)
+    frames = inputs["pixel_values"][0]
+    assert not frames[0].equal(frames[1])  # a video's frames differ
+    outputs = runner.infer(inputs)
+    runner.check(inputs, outputs)
+    assert outputs["logits_per_video"].shape == (2, len(SAMPLE_VIDEO_LABELS))
+    # Scores seen from the texts that are not the videos' scores transposed (the texts' rows
+    # swapped) fail the check.
+    broken = dict(outputs, logits_per_text=outputs["logits_per_text"][::-1].copy())
+    with pytest.raises(CheckFailed, match="logits_per_text is not these scores transposed"):
+        runner.check(inputs, broken)
+    runner.close()
+
+
+def test_llava_next_processor_and_model_agree_on_anyres_tiles(tiny_model_dirs: dict[str, Path]) -> None:
+    """The image tokens the processor writes are the features the model packs, whatever the tiling."""
+    import torch
+    import transformers
+
+    path = tiny_model_dirs["llava-next-tiny"]
+    processor = transformers.AutoProcessor.from_pretrained(path)
+    model = transformers.LlavaNextForConditionalGeneration.from_pretrained(path).eval()
+    # Square, wide and tall: each fits a different pinpoint, so each has its own token count.
+    images = [sample_image(32, 32), sample_image(40, 90, seed=1), sample_image(90, 33, seed=2)]
+    prompts = [f"{processor.image_token} {SAMPLE_IMAGE_QUESTION}"] * len(images)
+    encoded = processor(images=images, text=prompts, return_tensors="pt", padding=True)
+    counts = (encoded["input_ids"] == processor.image_token_id).sum(dim=1).tolist()
+    # 32x32 fits 32x64: a base view of 4x4 patches, then the two tiles' 4x8 unpadded to the
+    # image's 4x4 plus a newline a row; the CLS token dropped.
+    assert counts[0] == 16 + 16 + 4
+    assert len(set(counts)) == len(images)
+    with torch.inference_mode():  # the model refuses image tokens its features do not fill
+        logits = model(**encoded).logits
+    assert tuple(logits.shape[:2]) == tuple(encoded["input_ids"].shape)

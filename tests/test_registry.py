@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_hfmodels.cases import expand
+from pytest_hfmodels.custom_set import load_custom_set
 from pytest_hfmodels.errors import RegistryError, SelectionError
+from pytest_hfmodels.hardware import Device, Hardware
 from pytest_hfmodels.registry import load_registries, load_registry_file
+from pytest_hfmodels.runners import MODES
+from pytest_hfmodels.settings import Settings
 
 from .conftest import BUILTIN_FAMILIES, DATA
 
@@ -40,6 +45,8 @@ def test_builtin_families_each_have_a_small_tiny_entry_and_key_hub_ids() -> None
         "openai/clip-vit-base-patch32",
         "laion/clap-htsat-unfused",
         "llava-hf/llava-1.5-7b-hf",
+        "llava-hf/llava-v1.6-mistral-7b-hf",
+        "microsoft/xclip-base-patch32",
     } <= key_ids
 
 
@@ -87,6 +94,14 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
             "tiny.processor.arguments",
             "unknown field",
         ),
+        (
+            "source: hub\n    id: x/y\n    modes: [pipline]",
+            "modes",
+            "'pipline' is not a mode (known: pipeline,",
+        ),
+        ("source: hub\n    id: x/y\n    modes: []", "modes", "must be a non-empty list drawn from"),
+        ("source: hub\n    id: x/y\n    modes: from_pretrained", "modes", "must be a non-empty list"),
+        ("source: hub\n    id: x/y\n    modes: [pipeline, pipeline]", "modes", "lists a mode twice"),
     ],
 )
 def test_field_errors(tmp_path: Path, snippet: str, field: str | None, problem: str) -> None:
@@ -120,3 +135,63 @@ def test_selection_by_family_model_and_set() -> None:
         registry.select(families=["nope"])
     with pytest.raises(SelectionError, match="--hf-model 'nope'"):
         registry.select(models=["nope"])
+
+
+def test_family_modes_error_names_file_line_and_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "family: f\ntask: t\nmodality: text\narchitecture: A\nmodes: [from_pretrained, tflite]\n"
+        "models:\n  m1:\n    source: hub\n    id: x/y\n",
+    )
+    with pytest.raises(RegistryError) as info:
+        load_registry_file(path)
+    assert f"{path}:5" in str(info.value)
+    assert "field 'modes'" in str(info.value) and "'tflite' is not a mode" in str(info.value)
+
+
+def cpu_settings(modes: tuple[str, ...]) -> tuple[Settings, Hardware]:
+    settings = Settings(
+        families=(),
+        models=(),
+        model_set="all",
+        modes=modes,
+        hardware="cpu",
+        hardware_list=(),
+        registry_dirs=(),
+        cache_dir=None,
+        offline=True,
+        list_models=False,
+        suite_requested=True,
+        batch_sizes=(1,),
+    )
+    return settings, Hardware((Device(label="cpu", kind="cpu", name="test cpu"),))
+
+
+def test_modes_narrow_the_generated_cases_family_first_then_model(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "family: f\ntask: t\nmodality: vision\narchitecture: A\nmodes: [from_pretrained, openvino]\n"
+        "models:\n  inherits:\n    source: hub\n    id: x/y\n"
+        "  overrides:\n    source: hub\n    id: x/z\n    modes: [pipeline]\n",
+    )
+    registry = load_registries([tmp_path], include_builtin=False)
+    settings, hardware = cpu_settings(tuple(MODES))
+    ids = [case.id for case in expand(registry.entries, settings, hardware)]
+    assert ids == ["inherits-from_pretrained-cpu", "inherits-openvino-cpu", "overrides-pipeline-cpu"]
+    # A custom-set model of the family takes the family's modes too.
+    models_file = write(tmp_path, '{"mine": {"name": "me/model", "family": "f"}}', "custom.json")
+    (custom,) = load_custom_set(models_file, registry)
+    assert custom.modes == ("from_pretrained", "openvino")
+
+
+def test_xclip_has_no_pipeline_case_and_llava_next_has_both_default_modes() -> None:
+    """transformers has no zero-shot video classification pipeline: xclip's registry rules it out."""
+    registry = load_registries([])
+    settings, hardware = cpu_settings(("pipeline", "from_pretrained"))
+    entries = registry.select(families=["xclip", "llava_next"], model_set="small")
+    ids = [case.id for case in expand(entries, settings, hardware)]
+    assert ids == [
+        "llava-next-tiny-pipeline-cpu",
+        "llava-next-tiny-from_pretrained-cpu",
+        "xclip-tiny-from_pretrained-cpu",
+    ]

@@ -17,13 +17,23 @@ from .inputs import (
     SAMPLE_LABELS,
     SAMPLE_SOUND_LABELS,
     SAMPLE_TEXT,
+    SAMPLE_VIDEO_LABELS,
     ensure_pad_token,
     image_size,
     precision_name,
     sample_audio,
     sample_image,
+    sample_video,
     torch_device,
+    video_frames,
 )
+
+#: per contrastive task, the output scoring each image, sound or video against every text
+_CONTRASTIVE_LOGITS = {
+    "zero-shot-image-classification": "logits_per_image",
+    "zero-shot-audio-classification": "logits_per_audio",
+    "zero-shot-video-classification": "logits_per_video",
+}
 
 
 class FromPretrainedRunner:
@@ -80,6 +90,15 @@ class FromPretrainedRunner:
             images = [sample_image(height, width, seed=i) for i in range(batch_size)]
             prompts = [f"{self.preprocessor.image_token} {SAMPLE_IMAGE_QUESTION}"] * batch_size
             encoded = dict(self.preprocessor(images=images, text=prompts, return_tensors="pt", padding=True))
+        elif self.entry.task == "zero-shot-video-classification":  # videos and the labels to score them
+            height, width = image_size(config)
+            frames = video_frames(config)
+            videos = [sample_video(frames, height, width, seed=i) for i in range(batch_size)]
+            encoded = dict(
+                self.preprocessor(
+                    text=list(SAMPLE_VIDEO_LABELS), videos=videos, return_tensors="pt", padding=True
+                )
+            )
         elif self.entry.modality == "multimodal" and hasattr(self.preprocessor, "feature_extractor"):
             # Sounds and the texts a contrastive audio-text model (CLAP) pairs them with.
             rate = self.preprocessor.feature_extractor.sampling_rate
@@ -131,21 +150,26 @@ class FromPretrainedRunner:
         # The batch is the images' or sounds' where there are some (a contrastive model also gets texts).
         first = next((inputs[k] for k in ("pixel_values", "input_features") if k in inputs), None)
         batch = (first if first is not None else next(iter(inputs.values()))).shape[0]
-        contrastive = self.entry.task.startswith("zero-shot")
+        contrastive = _CONTRASTIVE_LOGITS.get(self.entry.task)
         for name, expected in self._expected_shapes(inputs, batch, contrastive).items():
             if name not in outputs:
                 raise CheckFailed(f"from_pretrained: output {name!r} missing (got {sorted(outputs)})")
             checks.check_shape(f"{self.entry.architecture}.{name}", outputs[name].shape, expected)
         for name, values in outputs.items():
             checks.check_finite(f"{self.entry.architecture}.{name}", values)
+        if contrastive:
+            checks.check_contrastive(
+                f"{self.entry.architecture}.{contrastive}", outputs[contrastive], outputs["logits_per_text"]
+            )
         again = self.infer(inputs)
         for name, values in outputs.items():
             checks.check_identical(f"{self.entry.architecture}.{name}", values, again[name])
 
     def _expected_shapes(
-        self, inputs: dict[str, Any], batch: int, contrastive: bool = False
+        self, inputs: dict[str, Any], batch: int, contrastive: str | None = None
     ) -> dict[str, tuple[int | None, ...]]:
-        """Output shapes that follow from the config and the input."""
+        """Output shapes that follow from the config and the input; `contrastive`: the output
+        scoring each image, sound or video against every text, for a contrastive model."""
         config = self.model.config
         if "decoder_input_ids" in inputs:
             length: int | None = inputs["decoder_input_ids"].shape[1]
@@ -157,10 +181,9 @@ class FromPretrainedRunner:
         else:
             length = None
         shapes: dict[str, tuple[int | None, ...]] = {}
-        if contrastive:  # one score per image (or sound) and text
+        if contrastive:  # one score per image (sound, video) and text
             texts = inputs["input_ids"].shape[0]
-            other = "logits_per_image" if "pixel_values" in inputs else "logits_per_audio"
-            shapes[other] = (batch, texts)
+            shapes[contrastive] = (batch, texts)
             shapes["logits_per_text"] = (texts, batch)
         elif self.entry.architecture.endswith("ForObjectDetection") and hasattr(config, "num_queries"):
             # DETR-style: one class distribution (labels + "no object") and one box per query.

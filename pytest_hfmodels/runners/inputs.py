@@ -17,6 +17,10 @@ SAMPLE_LABELS = ("a photo of a cat", "a photo of a dog", "a photo of a car")
 SAMPLE_IMAGE_QUESTION = "Describe the picture."
 #: the same for sounds (zero-shot audio classification, contrastive audio-text models)
 SAMPLE_SOUND_LABELS = ("a dog barking", "a car horn", "rain")
+#: the same for videos (contrastive video-text models: zero-shot video classification)
+SAMPLE_VIDEO_LABELS = ("playing sports", "eating spaghetti", "going shopping")
+#: frames per video where the model's config does not say
+DEFAULT_VIDEO_FRAMES = 8
 
 
 def torch_device(device: Device) -> str:
@@ -46,6 +50,26 @@ def sample_image(height: int, width: int, seed: int = 0) -> Any:
 
     pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     return Image.fromarray(pixels)
+
+
+def sample_video(frames: int, height: int, width: int, seed: int = 0) -> list[Any]:
+    """A deterministic video: `frames` RGB images (PIL), one random picture panning right a few
+    pixels a frame, so the frames differ as a video's do, yet belong together."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    step = max(1, width // 16)
+    return [Image.fromarray(np.roll(pixels, i * step, axis=1)) for i in range(frames)]
+
+
+def video_frames(config: Any) -> int:
+    """Frames per video a model takes (X-CLIP keeps the number in its vision tower's config): the
+    model's temporal position embeddings have exactly that many positions."""
+    frames = getattr(config, "num_frames", None) or getattr(
+        getattr(config, "vision_config", None), "num_frames", None
+    )
+    return int(frames or DEFAULT_VIDEO_FRAMES)
 
 
 def sample_audio(sampling_rate: int, seconds: float = 1.0) -> Any:
