@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -19,7 +19,7 @@ import pytest
 from pytest_hfmodels.cache import default_cache_root
 from pytest_hfmodels.convert.onnx import BUILD_LOG, RECORD_FILE, export_onnx, file_sha256
 from pytest_hfmodels.convert.onnx_export import run_onnxruntime
-from pytest_hfmodels.convert.specs import SPECS, ExportSpec, InputShape, spec_for
+from pytest_hfmodels.convert.specs import CONTRASTIVE, SPECS, ExportSpec, InputShape, spec_for
 from pytest_hfmodels.errors import ModelConversionError
 from pytest_hfmodels.registry import Tolerances, load_registries
 from pytest_hfmodels.source import resolve_model_files
@@ -44,6 +44,16 @@ EXPECTED = {
         ["logits", "encoder_last_hidden_state"],
     ),
     "vit-tiny": (["pixel_values"], ["logits"]),
+    # Text with images or sounds: contrastive scores both ways and their embeddings; LLaVA's logits.
+    "clip-tiny": (
+        ["input_ids", "attention_mask", "pixel_values"],
+        ["logits_per_image", "logits_per_text", "image_embeds", "text_embeds"],
+    ),
+    "clap-tiny": (
+        ["input_ids", "attention_mask", "input_features"],
+        ["logits_per_audio", "logits_per_text", "audio_embeds", "text_embeds"],
+    ),
+    "llava-tiny": (["input_ids", "attention_mask", "pixel_values"], ["logits"]),
     "whisper-tiny-random": (
         ["input_features", "decoder_input_ids", "decoder_attention_mask"],
         ["logits", "encoder_last_hidden_state"],
@@ -76,14 +86,22 @@ def build_log(root: Path) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("key", sorted(EXPECTED))
 def test_family_exports_and_validates_at_another_shape(key: str, tmp_path: Path) -> None:
-    export = export_onnx(model_dir(key), tmp_path)
+    folder = model_dir(key)
+    spec = spec_for(folder)
+    export = export_onnx(folder, tmp_path)
     inputs, outputs = EXPECTED[key]
+    # A contrastive model's texts are a batch of their own: one more text than images or sounds.
+    texts = {"input_ids", "attention_mask"} if spec.modality in CONTRASTIVE else set()
     assert (export.exporter, export.opset, export.source) == ("legacy", 18, "pytorch_conversion")
     assert list(export.validation_shape) == inputs
-    for name in inputs:  # batch 1 -> 2, and every dynamic length differs too
-        assert export.export_shape[name][0] == 1 and export.validation_shape[name][0] == 2
+    for name in inputs:  # batch 1 -> 2 (texts 2 -> 3), and every dynamic length differs too
+        first = 2 if name in texts else 1
+        assert (export.export_shape[name][0], export.validation_shape[name][0]) == (first, first + 1)
+        for axis in spec.dynamic_axes[name]:
+            assert export.export_shape[name][axis] != export.validation_shape[name][axis]
     if "input_ids" in inputs:
-        assert (export.export_shape["input_ids"][1], export.validation_shape["input_ids"][1]) == (8, 13)
+        lengths = (export.export_shape["input_ids"][1], export.validation_shape["input_ids"][1])
+        assert lengths == (spec.export_shape.length, spec.validate_shape.length)
     if "decoder_input_ids" in inputs:
         assert export.export_shape["decoder_input_ids"][1] != export.validation_shape["decoder_input_ids"][1]
     assert export.max_abs_diff <= 1e-4
@@ -92,13 +110,11 @@ def test_family_exports_and_validates_at_another_shape(key: str, tmp_path: Path)
     graph = onnx.load(str(export.path)).graph
     assert [i.name for i in graph.input] == inputs and [o.name for o in graph.output] == outputs
     for graph_input in graph.input:
-        assert graph_input.type.tensor_type.shape.dim[0].dim_param == "batch"
+        batch_axis = "text_batch" if graph_input.name in texts else "batch"
+        assert graph_input.type.tensor_type.shape.dim[0].dim_param == batch_axis
     record = json.loads((export.path.parent / RECORD_FILE).read_text())
     assert record["source"] == "pytorch_conversion" and record["sha256"] == export.sha256
-    assert (
-        record["max_abs_diff"] == export.max_abs_diff
-        and record["spec"]["name"] == spec_for(model_dir(key)).name
-    )
+    assert record["max_abs_diff"] == export.max_abs_diff and record["spec"]["name"] == spec.name
 
 
 def test_file_runs_at_a_third_shape_in_onnxruntime(tmp_path: Path) -> None:
@@ -115,13 +131,108 @@ def test_file_runs_at_a_third_shape_in_onnxruntime(tmp_path: Path) -> None:
     np.testing.assert_allclose(got["logits"], reference.run(inputs)["logits"], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("key", ["clip-tiny", "clap-tiny", "llava-tiny"])
-def test_text_with_image_or_sound_models_say_they_have_no_spec(key: str) -> None:
-    model_type = key.removesuffix("-tiny")
+def copy_with_config(source: Path, folder: Path, **changes: object) -> Path:
+    """A copy of a model folder whose config.json has `changes`."""
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("key", "scores", "texts"),
+    [
+        ("clip-tiny", "logits_per_image", ("a photo of a cat",)),
+        ("clap-tiny", "logits_per_audio", ("a dog barking", "a car horn", "rain", "wind", "a bell")),
+    ],
+)
+def test_contrastive_export_keeps_images_and_texts_apart(
+    key: str, scores: str, texts: tuple[str, ...], tmp_path: Path
+) -> None:
+    """n images (sounds) and m texts give [n, m] scores, for counts neither export nor validation used."""
+    from pytest_hfmodels.convert.onnx_export import load_reference
+    from pytest_hfmodels.convert.specs import read_config
+
+    folder = model_dir(key)
+    export = export_onnx(folder, tmp_path)
+    dims = {
+        o.name: [d.dim_param for d in o.type.tensor_type.shape.dim]
+        for o in onnx.load(str(export.path)).graph.output
+    }
+    assert dims[scores] == ["batch", "text_batch"] and dims["logits_per_text"] == ["text_batch", "batch"]
+    reference = load_reference(folder, spec_for(folder), read_config(folder))
+    inputs = reference.inputs(InputShape(4, 10, texts=texts))
+    got = run_onnxruntime(export.path, inputs)
+    assert got[scores].shape == (4, len(texts)) and got["logits_per_text"].shape == (len(texts), 4)
+    for name, want in reference.run(inputs).items():
+        np.testing.assert_allclose(got[name], want, atol=1e-4, rtol=1e-4)
+
+
+def test_llava_prompts_without_a_processor_are_the_processors(tmp_path: Path) -> None:
+    """Where the folder has no processor, the tokenizer gets the prompt with its image token expanded."""
+    import transformers
+
+    from pytest_hfmodels.convert.specs import load_preprocessors, make_inputs
+
+    source = model_dir("llava-tiny")
+    bare = tmp_path / "no-processor"
+    shutil.copytree(source, bare)
+    (bare / "processor_config.json").unlink()
+    with_processor = load_preprocessors(source, with_processor=True)
+    without = load_preprocessors(bare, with_processor=True)
+    assert with_processor.processor is not None and without.processor is None
+    config = transformers.AutoConfig.from_pretrained(source)
+    for shape in (SPECS["llava"].validate_shape, InputShape(3, text="Describe the picture.")):
+        made = make_inputs(SPECS["llava"], with_processor, config, shape)
+        fallback = make_inputs(SPECS["llava"], without, config, shape)
+        assert list(fallback) == list(made) and all(np.array_equal(fallback[n], made[n]) for n in made)
+        image_tokens = (made["input_ids"] == config.image_token_id).sum(axis=1)
+        assert image_tokens.tolist() == [config.image_seq_length] * shape.batch
+    with pytest.raises(ModelConversionError, match="a text length of 16 cannot hold an image's 16 tokens"):
+        make_inputs(SPECS["llava"], with_processor, config, InputShape(1, 16))
+
+
+def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrapper is exported and checked against, so it must give the model's own logits."""
+    from pytest_hfmodels.convert import onnx_export
+
+    llava = onnx_export.WRAPPERS["llava"]
+
+    def last_layer(model: Any, spec: ExportSpec) -> Any:  # the vision tower's last layer, not config's -2
+        layer = model.config.vision_feature_layer
+        model.config.vision_feature_layer = -1
+        try:
+            return llava(model, spec)
+        finally:
+            model.config.vision_feature_layer = layer
+
+    monkeypatch.setitem(onnx_export.WRAPPERS, "llava", last_layer)
     with pytest.raises(
-        ModelConversionError, match=f"model_type '{model_type}' takes text with images or sounds"
+        ModelConversionError,
+        match=r"export wrapper 'llava' does not reproduce LlavaForConditionalGeneration: max abs",
     ):
-        spec_for(model_dir(key))
+        export_onnx(model_dir("llava-tiny"), tmp_path)
+    assert conversions(tmp_path) == []
+
+
+def test_text_with_image_model_without_a_spec_says_so(tmp_path: Path) -> None:
+    folder = copy_with_config(model_dir("clip-tiny"), tmp_path / "clip-like", model_type="clip-like")
+    with pytest.raises(
+        ModelConversionError,
+        match=r"clip-like: model_type 'clip-like' takes text with images or sounds in one call; .*none",
+    ) as raised:
+        spec_for(folder)
+    assert "\n" not in str(raised.value)
+
+
+def test_fused_clap_is_refused_by_name(tmp_path: Path) -> None:
+    config = json.loads((model_dir("clap-tiny") / "config.json").read_text())
+    audio = {**config["audio_config"], "enable_fusion": True}
+    folder = copy_with_config(model_dir("clap-tiny"), tmp_path / "fused", audio_config=audio)
+    with pytest.raises(ModelConversionError, match=r"fused/config.json: audio_config.enable_fusion is true"):
+        spec_for(folder)
 
 
 def test_second_call_comes_from_the_cache(tmp_path: Path) -> None:
@@ -312,3 +423,7 @@ def test_spec_describes_itself_as_json() -> None:
     data = json.loads(json.dumps(spec.as_json()))
     assert data["inputs"][-1] == "decoder_attention_mask" and data["forward_kwargs"] == {"use_cache": False}
     assert spec.fallback == "dynamo"
+    # Fields added later appear only when set: the specs made before them keep their JSON and cache keys.
+    assert "wrapper" not in data and "texts" not in data["export_shape"]
+    assert SPECS["llava"].as_json()["wrapper"] == "llava"
+    assert InputShape(2, texts=("a", "b")).as_json()["texts"] == ("a", "b")

@@ -15,6 +15,7 @@ from pytest_hfmodels.errors import CheckFailed, HardwareUnavailableError, Numeri
 from pytest_hfmodels.hardware import Device
 from pytest_hfmodels.registry import ModelEntry, Tolerances, load_registries
 from pytest_hfmodels.runners import MODES, runner_class
+from pytest_hfmodels.runners.inputs import SAMPLE_LABELS, SAMPLE_SOUND_LABELS
 from pytest_hfmodels.runners.openvino import openvino_device
 from pytest_hfmodels.source import resolve_model_files
 
@@ -45,6 +46,45 @@ def test_runner_matches_pytorch(mode: str, key: str, tmp_path: Path) -> None:
         assert set(outputs) == {"logits", "encoder_last_hidden_state"}
         assert outputs["logits"].shape[0] == 2
         runner.check(inputs, outputs)
+    finally:
+        runner.close()
+
+
+#: key -> (the input holding the images or sounds, the output scoring them against every text, the texts)
+TEXT_WITH = {
+    "clip-tiny": ("pixel_values", "logits_per_image", SAMPLE_LABELS),
+    "clap-tiny": ("input_features", "logits_per_audio", SAMPLE_SOUND_LABELS),
+    "llava-tiny": ("pixel_values", None, None),  # one prompt per image: logits per prompt token
+}
+
+
+@pytest.mark.parametrize("mode", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("key", sorted(TEXT_WITH))
+def test_text_with_image_or_sound_runner_matches_pytorch(mode: str, key: str, tmp_path: Path) -> None:
+    """The case's batch is of images or sounds; every output is checked against PyTorch."""
+    entry, folder = entry_and_dir(key)
+    runner = runner_class(mode)(entry, CPU)
+    runner.cache_root = tmp_path  # type: ignore[attr-defined]
+    runner.load(folder)
+    try:
+        other, scores, texts = TEXT_WITH[key]
+        inputs = runner.make_inputs(batch_size=3)
+        assert inputs[other].shape[0] == 3
+        outputs = runner.infer(inputs)
+        if texts is None:
+            assert inputs["input_ids"].shape[0] == 3
+            assert outputs["logits"].shape[:2] == inputs["input_ids"].shape
+        else:  # the labels the PyTorch modes score the images or sounds against
+            assert inputs["input_ids"].shape[0] == len(texts)
+            assert outputs[scores].shape == (3, len(texts)) and outputs["logits_per_text"].shape == (
+                len(texts),
+                3,
+            )
+        runner.check(inputs, outputs)
+        for name in outputs:  # each output is compared, not only the first
+            shifted = {**outputs, name: outputs[name] + 1e-2}
+            with pytest.raises(NumericalMismatchError, match=rf"{mode} on cpu \(fp32\) vs PyTorch fp32"):
+                runner.check(inputs, shifted)
     finally:
         runner.close()
 

@@ -1,15 +1,18 @@
 """One export with one torch exporter, and the PyTorch reference an export is checked against.
 
 The reference wraps the model in a module returning a tuple of the spec's named outputs, so the
-graph's output names are stable whatever the model's output class. Comparison follows numpy's
-`allclose` rule (|actual - expected| <= atol + rtol * |expected|, elementwise).
+graph's output names are stable whatever the model's output class. Where a model's own forward
+cannot be traced with dynamic axes, the spec names a wrapper of `WRAPPERS` that runs the model's
+modules without the offending step; it must reproduce the model's outputs before it is exported.
+Comparison follows numpy's `allclose` rule (|actual - expected| <= atol + rtol * |expected|,
+elementwise).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,9 @@ from .specs import ExportSpec, InputShape, Preprocessors, load_preprocessors, ma
 
 #: the protobuf limit of one ONNX file; larger models keep their weights in external data
 PROTOBUF_LIMIT_BYTES = 2**31
+#: how closely a wrapper must reproduce the model's own outputs: the same modules on the same inputs,
+#: so only a different order of float operations may separate them
+WRAPPER_ATOL = WRAPPER_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,8 @@ def load_reference(model_dir: Path, spec: ExportSpec, config: Mapping[str, Any])
 
     transformers.logging.disable_progress_bar()
     model = model_class(model_dir, config).from_pretrained(model_dir, dtype=torch.float32).eval()
-    pre = load_preprocessors(model_dir)
+    # Image-prompt models' processors expand the image token; other families need none.
+    pre = load_preprocessors(model_dir, with_processor=spec.modality == "image-prompt")
     sample = make_inputs(spec, pre, model.config, spec.export_shape)
     with torch.inference_mode():
         returned = model(**{k: torch.from_numpy(v) for k, v in sample.items()}, **spec.forward_kwargs)
@@ -120,7 +127,22 @@ def load_reference(model_dir: Path, spec: ExportSpec, config: Mapping[str, Any])
         )
     spec = dataclasses.replace(spec, outputs=outputs)
     sample_out = {name: returned[name].detach().float().numpy() for name in outputs}
-    return ReferenceModel(spec, model, _named_outputs(model, spec), pre, (sample, sample_out))
+    if spec.wrapper is None:
+        return ReferenceModel(spec, model, _named_outputs(model, spec), pre, (sample, sample_out))
+    if spec.wrapper not in WRAPPERS:
+        raise ModelConversionError(
+            f"export spec {spec.name!r}: unknown wrapper {spec.wrapper!r} "
+            f"(known: {', '.join(sorted(WRAPPERS))})"
+        )
+    reference = ReferenceModel(spec, model, WRAPPERS[spec.wrapper](model, spec), pre, (sample, sample_out))
+    # The wrapper is what gets exported and what every runtime is checked against: it must be the model.
+    agreement = compare_outputs(sample_out, reference.run(sample), WRAPPER_ATOL, WRAPPER_RTOL)
+    if not agreement.ok:
+        raise ModelConversionError(
+            f"{model_dir}: export wrapper {spec.wrapper!r} does not reproduce {type(model).__name__}: "
+            f"{agreement.describe(WRAPPER_ATOL, WRAPPER_RTOL)}"
+        )
+    return reference
 
 
 def _named_outputs(model: Any, spec: ExportSpec) -> Any:
@@ -138,6 +160,46 @@ def _named_outputs(model: Any, spec: ExportSpec) -> Any:
             return tuple(result[name] for name in outputs)
 
     return NamedOutputs().eval()
+
+
+def _llava_logits(model: Any, spec: ExportSpec) -> Any:
+    """LLaVA's forward with the image features kept as one tensor.
+
+    `LlavaModel.get_image_features` turns the batch of features into a Python list, which the tracer
+    unrolls into as many slices as the export sample had images: the graph then fixes the batch size.
+    This module computes the features as that method does (vision tower, the configured layer(s),
+    CLS dropped by the "default" strategy, the projector) and hands them to the model's own forward
+    as `mm_encoder_outputs`, which embeds the prompt and scatters them into the image tokens.
+    """
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    names, kwargs = spec.inputs, dict(spec.forward_kwargs)
+    config = model.config
+    layers = config.vision_feature_layer
+    layers = [layers] if isinstance(layers, int) else list(layers)
+    first = 1 if config.vision_feature_select_strategy == "default" else 0
+
+    class LlavaLogits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: Any) -> tuple[Any, ...]:
+            inputs = dict(zip(names, tensors, strict=True))
+            inner = self.model.model
+            hidden = inner.vision_tower(inputs.pop("pixel_values"), output_hidden_states=True).hidden_states
+            selected = torch.cat([hidden[layer][:, first:] for layer in layers], dim=-1)
+            features = inner.multi_modal_projector(selected).flatten(0, 1)  # one row per image token
+            image = BaseModelOutputWithPooling(pooler_output=(features,))
+            result = self.model(**inputs, mm_encoder_outputs={"image": image}, **kwargs)
+            return (result["logits"],)
+
+    return LlavaLogits().eval()
+
+
+#: spec.wrapper -> a function (model, resolved spec) returning the module to export
+WRAPPERS: Mapping[str, Callable[[Any, ExportSpec], Any]] = {"llava": _llava_logits}
 
 
 def output_axes(

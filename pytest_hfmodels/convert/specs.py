@@ -4,6 +4,10 @@ A spec is data: input names in graph order, the output names to keep, the dynami
 input, the preferred exporter and the shapes used to export and to validate. A family without a
 spec gets one derived from its model class's forward signature and what its own tokenizer or
 processor produces. Sample inputs are always made by the model's own preprocessor.
+
+Models that take text with images or sounds in one call have specs of their own: contrastive dual
+encoders (CLIP, CLAP) score every text against every image or sound, so their texts are a batch of
+their own; vision-language models (LLaVA) take one prompt per image, holding that image's tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +28,21 @@ DEFAULT_OPSET = 18
 #: candidate outputs, kept in this order when the model returns them (heads give logits, bases hidden states)
 #: (detectors add one box per query: pred_boxes)
 OUTPUT_CANDIDATES = ("logits", "pred_boxes", "last_hidden_state", "encoder_last_hidden_state")
+#: candidate outputs of contrastive text-image and text-audio models: the scores each way, then the
+#: embeddings they come from. Not part of OUTPUT_CANDIDATES, which is the default of every other spec:
+#: their JSON, and so the cache keys of their conversions, stay as they were.
+CONTRASTIVE_OUTPUTS = (
+    "logits_per_image",
+    "logits_per_audio",
+    "logits_per_text",
+    "image_embeds",
+    "audio_embeds",
+    "text_embeds",
+)
+#: modalities of contrastive dual encoders (CLIP: text-image, CLAP: text-audio): their texts are a batch
+#: of their own, each scored against every image or sound. The third modality with text and images is
+#: image-prompt (LLaVA): one image per row, its prompt holding the image's tokens.
+CONTRASTIVE = ("text-image", "text-audio")
 
 # Rows differ in content and length, so batched validation exercises padding and attention masks.
 _TEXTS = (
@@ -45,6 +64,13 @@ class InputShape:
     #: one text for every row (the runners' shared sample, so modes time the same input);
     #: None: distinct sample texts, as validation wants
     text: str | None = None
+    #: contrastive models: the texts every image or sound is scored against (the runners' labels);
+    #: None: `batch + 1` texts, so the two batch axes never share a size and each keeps its own name
+    texts: tuple[str, ...] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """asdict without `texts` while it is unset: shapes of the specs made before it keep their JSON."""
+        return {k: v for k, v in asdict(self).items() if k != "texts" or v is not None}
 
 
 @dataclass(frozen=True)
@@ -52,7 +78,7 @@ class ExportSpec:
     """How to export one family to ONNX."""
 
     name: str  #: the family, or "derived-<model_type>"
-    modality: str  #: text | vision | audio: which preprocessor makes the inputs
+    modality: str  #: text | vision | audio | text-image | text-audio | image-prompt: what makes the inputs
     inputs: tuple[str, ...]  #: graph input names, in forward order
     dynamic_axes: Mapping[str, Mapping[int, str]]  #: input name -> {axis: symbolic name}
     outputs: tuple[str, ...] = OUTPUT_CANDIDATES  #: kept when the model returns them, in this order
@@ -62,6 +88,9 @@ class ExportSpec:
     export_shape: InputShape = InputShape(1, 8, 4)
     #: differs from export_shape in every dynamic axis, so validation proves them dynamic
     validate_shape: InputShape = InputShape(2, 13, 6)
+    #: a module of `onnx_export.WRAPPERS` that runs the model where its own forward cannot be traced
+    #: with dynamic axes; None: the model's forward
+    wrapper: str | None = None
 
     @property
     def fallback(self) -> str:
@@ -78,8 +107,10 @@ class ExportSpec:
             "exporter": self.exporter,
             "opset": self.opset,
             "forward_kwargs": dict(self.forward_kwargs),
-            "export_shape": asdict(self.export_shape),
-            "validate_shape": asdict(self.validate_shape),
+            "export_shape": self.export_shape.as_json(),
+            "validate_shape": self.validate_shape.as_json(),
+            # Added later: present only when set, so the specs made before it keep their cache keys.
+            **({"wrapper": self.wrapper} if self.wrapper is not None else {}),
         }
 
 
@@ -90,6 +121,8 @@ def _axes(**names: Mapping[int, str]) -> Mapping[str, Mapping[int, str]]:
 _TEXT = {0: "batch", 1: "sequence"}
 _DECODER = {0: "batch", 1: "decoder_sequence"}
 _BATCH = {0: "batch"}
+#: the texts of a contrastive model: a batch of their own, independent of the images' or sounds'
+_TEXT_BATCH = {0: "text_batch", 1: "sequence"}
 _NO_CACHE = MappingProxyType({"use_cache": False})  # past key values would add outputs per layer
 
 #: specs by config.json model_type. Every family prefers the legacy exporter: on these models it
@@ -137,6 +170,37 @@ SPECS: Mapping[str, ExportSpec] = MappingProxyType(
         ),
         # ViT's position embeddings fix the image size; only the batch varies.
         "vit": ExportSpec("vit", "vision", ("pixel_values",), _axes(pixel_values=_BATCH)),
+        # Contrastive dual encoders: n images (sounds) and m texts give logits_per_image [n, m]. CLAP's
+        # spectrograms are padded to a fixed length; is_longer only matters to fused models (refused
+        # in spec_for), so it is no input.
+        "clip": ExportSpec(
+            "clip",
+            "text-image",
+            ("input_ids", "attention_mask", "pixel_values"),
+            _axes(input_ids=_TEXT_BATCH, attention_mask=_TEXT_BATCH, pixel_values=_BATCH),
+            outputs=CONTRASTIVE_OUTPUTS,
+        ),
+        "clap": ExportSpec(
+            "clap",
+            "text-audio",
+            ("input_ids", "attention_mask", "input_features"),
+            _axes(input_ids=_TEXT_BATCH, attention_mask=_TEXT_BATCH, input_features=_BATCH),
+            outputs=CONTRASTIVE_OUTPUTS,
+        ),
+        # LLaVA's own forward turns the batch of image features into a Python list, which tracing
+        # unrolls into a fixed batch: the "llava" wrapper runs the same modules without it. Prompts hold
+        # image_seq_length image tokens, so the text lengths are longer than other families'.
+        "llava": ExportSpec(
+            "llava",
+            "image-prompt",
+            ("input_ids", "attention_mask", "pixel_values"),
+            _axes(input_ids=_TEXT, attention_mask=_TEXT, pixel_values=_BATCH),
+            outputs=("logits",),
+            forward_kwargs=_NO_CACHE,
+            export_shape=InputShape(1, 24),
+            validate_shape=InputShape(2, 32),
+            wrapper="llava",
+        ),
     }
 )
 
@@ -148,6 +212,7 @@ class Preprocessors:
     tokenizer: Any = None
     image_processor: Any = None
     feature_extractor: Any = None
+    processor: Any = None  #: the AutoProcessor of image-prompt models (it expands the image token)
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
@@ -166,6 +231,12 @@ def spec_for(model_dir: Path, config: Mapping[str, Any] | None = None) -> Export
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
         raise ModelConversionError(f"{model_dir / 'config.json'}: no model_type to choose an export spec by")
+    if model_type == "clap" and (config.get("audio_config") or {}).get("enable_fusion"):
+        # Fused CLAP runs a second branch only for the clips is_longer marks: a trace fixes which.
+        raise ModelConversionError(
+            f"{model_dir / 'config.json'}: audio_config.enable_fusion is true; the CLAP export spec "
+            "covers unfused models only (the fusion branch depends on is_longer's values)"
+        )
     return SPECS[model_type] if model_type in SPECS else derive_spec(model_dir, config)
 
 
@@ -185,8 +256,11 @@ def model_class(model_dir: Path, config: Mapping[str, Any]) -> Any:
     return cls
 
 
-def load_preprocessors(model_dir: Path) -> Preprocessors:
-    """Load the preprocessors whose files the folder holds; the files decide, not the model's name."""
+def load_preprocessors(model_dir: Path, with_processor: bool = False) -> Preprocessors:
+    """Load the preprocessors whose files the folder holds; the files decide, not the model's name.
+
+    `with_processor`: also the AutoProcessor, where the folder has a processor_config.json.
+    """
     import transformers
 
     names = {p.name for p in model_dir.iterdir()}
@@ -201,7 +275,11 @@ def load_preprocessors(model_dir: Path) -> Preprocessors:
             image_processor = transformers.AutoImageProcessor.from_pretrained(model_dir)
         else:
             feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(model_dir)
-    return Preprocessors(tokenizer, image_processor, feature_extractor)
+    processor = None
+    if with_processor and "processor_config.json" in names:
+        processor = transformers.AutoProcessor.from_pretrained(model_dir)
+        ensure_pad_token(processor.tokenizer)
+    return Preprocessors(tokenizer, image_processor, feature_extractor, processor)
 
 
 def derive_spec(model_dir: Path, config: Mapping[str, Any]) -> ExportSpec:
@@ -270,32 +348,23 @@ def make_inputs(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputS
     import numpy as np
 
     made: dict[str, Any] = {}
-    if spec.modality == "text":
-        tokenizer = _need(pre.tokenizer, "tokenizer", spec)
-        texts = [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
-        if shape.length is None:
-            made.update(tokenizer(texts, padding=True, return_tensors="np"))
-        else:
-            made.update(
-                tokenizer(
-                    texts, padding="max_length", truncation=True, max_length=shape.length, return_tensors="np"
-                )
-            )
-    elif spec.modality == "vision":
+    if spec.modality == "text" or spec.modality in CONTRASTIVE:
+        made.update(_tokenized(_need(pre.tokenizer, "tokenizer", spec), _texts(spec, shape), shape.length))
+    if spec.modality in ("vision", "text-image"):
         processor = _need(pre.image_processor, "image processor", spec)
-        height, width = image_size(config)
-        made.update(
-            processor(
-                images=[sample_image(height, width, seed=i) for i in range(shape.batch)], return_tensors="np"
-            )
-        )
-    else:
+        made.update(processor(images=_images(config, shape.batch), return_tensors="np"))
+    elif spec.modality in ("audio", "text-audio"):
         extractor = _need(pre.feature_extractor, "feature extractor", spec)
         rate = extractor.sampling_rate
         # Equal clips within a batch (some extractors cannot pad), longer for larger batches so a
-        # raw-waveform model's length axis differs between export and validation.
-        clips = [sample_audio(rate, seconds=0.5 + 0.5 * shape.batch)] * shape.batch
+        # raw-waveform model's length axis differs between export and validation. CLAP pads every
+        # clip to one length and cuts longer ones at a random offset: its clips are 1 s, as the
+        # PyTorch modes give.
+        seconds = 1.0 if spec.modality == "text-audio" else 0.5 + 0.5 * shape.batch
+        clips = [sample_audio(rate, seconds=seconds)] * shape.batch
         made.update(extractor(clips, sampling_rate=rate, return_tensors="np"))
+    elif spec.modality == "image-prompt":
+        made.update(_image_prompts(spec, pre, config, shape))
     if "decoder_input_ids" in spec.inputs:
         made["decoder_input_ids"] = _decoder_ids(_need(pre.tokenizer, "tokenizer", spec), config, shape)
     if "decoder_attention_mask" in spec.inputs:
@@ -308,6 +377,65 @@ def make_inputs(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputS
             f"export spec {spec.name!r}: the preprocessors made {sorted(made)}, not {missing}"
         )
     return {name: _int64_or_float32(made[name]) for name in spec.inputs}
+
+
+def _texts(spec: ExportSpec, shape: InputShape) -> list[str]:
+    """One text per row; a contrastive model's texts are a batch of their own (see InputShape.texts)."""
+    if spec.modality in CONTRASTIVE:
+        if shape.texts is not None:
+            return list(shape.texts)
+        count = shape.batch + 1
+    else:
+        count = shape.batch
+    return [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(count)]
+
+
+def _tokenized(tokenizer: Any, texts: list[str], length: int | None) -> dict[str, Any]:
+    """The texts padded to the longest, or to exactly `length` tokens (truncated where longer)."""
+    if length is None:
+        return dict(tokenizer(texts, padding=True, return_tensors="np"))
+    return dict(
+        tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="np")
+    )
+
+
+def _images(config: Any, batch: int) -> list[Any]:
+    height, width = image_size(config)
+    return [sample_image(height, width, seed=i) for i in range(batch)]
+
+
+def _image_prompts(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputShape) -> dict[str, Any]:
+    """One image per row, and a prompt of the image's tokens followed by a question.
+
+    The model's processor writes the prompt where the folder has one (it expands the image token to
+    image_seq_length tokens); else the tokenizer gets the expanded prompt and the image processor
+    the images, which is what the processor does.
+    """
+    image_tokens = int(getattr(config, "image_seq_length", 0) or 0)
+    if not image_tokens:
+        raise ModelConversionError(f"export spec {spec.name!r}: config.json has no image_seq_length")
+    if shape.length is not None and shape.length <= image_tokens:
+        # Truncation would cut image tokens, and the model then has more image features than places.
+        raise ModelConversionError(
+            f"export spec {spec.name!r}: a text length of {shape.length} cannot hold an image's "
+            f"{image_tokens} tokens (config.json image_seq_length)"
+        )
+    images = _images(config, shape.batch)
+    questions = [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
+    padding: dict[str, Any] = (
+        {"padding": True}
+        if shape.length is None
+        else {"padding": "max_length", "truncation": True, "max_length": shape.length}
+    )
+    if pre.processor is not None:
+        prompts = [f"{pre.processor.image_token} {question}" for question in questions]
+        return dict(pre.processor(images=images, text=prompts, return_tensors="np", **padding))
+    tokenizer = _need(pre.tokenizer, "tokenizer", spec)
+    image_processor = _need(pre.image_processor, "image processor", spec)
+    token = tokenizer.convert_ids_to_tokens(int(config.image_token_id))
+    made = dict(tokenizer([f"{token * image_tokens} {q}" for q in questions], return_tensors="np", **padding))
+    made.update(image_processor(images=images, return_tensors="np"))
+    return made
 
 
 def _decoder_ids(tokenizer: Any, config: Any, shape: InputShape) -> Any:

@@ -7,6 +7,7 @@ The PyTorch reference always runs fp32 on the CPU: one fixed reference for every
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,11 @@ from ..errors import NumericalMismatchError
 from ..hardware import Device
 from ..registry import ModelEntry
 from ..threads import limit_torch_threads
-from .inputs import DECODER_LENGTH, SAMPLE_TEXT
+from .inputs import DECODER_LENGTH, SAMPLE_IMAGE_QUESTION, SAMPLE_LABELS, SAMPLE_SOUND_LABELS, SAMPLE_TEXT
 
 if TYPE_CHECKING:
     from ..convert.onnx import OnnxExport
+    from ..convert.specs import InputShape
 
 
 class ExportedModelRunner:
@@ -60,12 +62,11 @@ class ExportedModelRunner:
 
     def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> dict[str, Any]:
         """Numpy inputs by graph input name, made by the model's own preprocessor; text of
-        `input_size` tokens when given (the modes declare no other sized modality)."""
-        from ..convert.specs import InputShape
-
-        # The text and decoder length the PyTorch modes use too, so modes are timed on equal inputs.
-        shape = InputShape(batch_size, input_size, DECODER_LENGTH, SAMPLE_TEXT)
-        inputs: dict[str, Any] = self.reference.inputs(shape)
+        `input_size` tokens when given (the modes declare no other sized modality). `batch_size` is
+        the number of rows: of images or sounds where a model takes text with them."""
+        inputs: dict[str, Any] = self.reference.inputs(
+            sample_shape(self.reference.spec.modality, batch_size, input_size)
+        )
         return inputs
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -91,3 +92,19 @@ class ExportedModelRunner:
 
     def close_runtime(self) -> None:
         """Release the runtime's session and device memory."""
+
+
+def sample_shape(modality: str, batch_size: int, input_size: int | None) -> InputShape:
+    """The inputs' shape and texts: those the PyTorch modes give the same model, so modes are timed on
+    equal inputs. Contrastive models score `batch_size` images or sounds against the sample labels;
+    image-prompt models get one image and the sample question per row."""
+    from ..convert.specs import InputShape
+
+    shape = InputShape(batch_size, input_size, DECODER_LENGTH, SAMPLE_TEXT)
+    if modality == "text-image":
+        return replace(shape, text=None, texts=SAMPLE_LABELS)
+    if modality == "text-audio":
+        return replace(shape, text=None, texts=SAMPLE_SOUND_LABELS)
+    if modality == "image-prompt":
+        return replace(shape, text=SAMPLE_IMAGE_QUESTION)
+    return shape
