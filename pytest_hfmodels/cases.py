@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import SelectionError
 from .hardware import PREFERENCE, Hardware, base_label
 from .registry import ModelEntry
 from .runners import MODES
@@ -53,7 +54,18 @@ def input_sizes(entry: ModelEntry, mode: str, settings: Settings) -> tuple[int |
 
 
 def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware) -> list[Case]:
-    """Every case the selection asks for; a mode an entry's registry rules out makes none."""
+    """Every case the selection asks for; a mode an entry's registry rules out makes none.
+
+    When the registries rule out every selected mode for every selected model, the run would
+    collect nothing and say nothing: that is a SelectionError naming the models and their modes.
+    """
+    entries = tuple(entries)
+    if entries and not any(entry.runs_in(mode) for entry in entries for mode in settings.modes):
+        allowed = "; ".join(f"{e.key}: {', '.join(e.modes or MODES)}" for e in entries[:5])
+        raise SelectionError(
+            f"--hf-mode {','.join(settings.modes)}: the registries rule out these modes for every "
+            f"selected model (registry field 'modes'; {allowed})"
+        )
     mode_order = {mode: i for i, mode in enumerate(settings.modes)}
     cases = [
         Case(entry, mode, label, batch, size)

@@ -195,3 +195,14 @@ def test_xclip_has_no_pipeline_case_and_llava_next_has_both_default_modes() -> N
         "llava-next-tiny-from_pretrained-cpu",
         "xclip-tiny-from_pretrained-cpu",
     ]
+
+
+def test_modes_ruled_out_for_every_selected_model_are_a_selection_error() -> None:
+    """Else `--hf-mode pipeline --hf-family xclip` would collect nothing and say nothing."""
+    registry = load_registries([])
+    settings, hardware = cpu_settings(("pipeline",))
+    with pytest.raises(SelectionError, match=r"--hf-mode pipeline: .*xclip-tiny: from_pretrained, onnx"):
+        expand(registry.select(families=["xclip"], model_set="small"), settings, hardware)
+    # One selected model that can run the mode is enough: the others just make no case.
+    both = registry.select(families=["xclip", "llava_next"], model_set="small")
+    assert [case.id for case in expand(both, settings, hardware)] == ["llava-next-tiny-pipeline-cpu"]
