@@ -53,7 +53,13 @@ EXPECTED = {
         ["input_ids", "attention_mask", "input_features"],
         ["logits_per_audio", "logits_per_text", "audio_embeds", "text_embeds"],
     ),
+    "xclip-tiny": (
+        ["input_ids", "attention_mask", "pixel_values"],
+        ["logits_per_video", "logits_per_text", "video_embeds", "text_embeds"],
+    ),
     "llava-tiny": (["input_ids", "attention_mask", "pixel_values"], ["logits"]),
+    # LLaVA-NeXT: every image's tiles (a base view and two tiles at 32x32), and the images' sizes.
+    "llava-next-tiny": (["input_ids", "attention_mask", "pixel_values", "image_sizes"], ["logits"]),
     "whisper-tiny-random": (
         ["input_features", "decoder_input_ids", "decoder_attention_mask"],
         ["logits", "encoder_last_hidden_state"],
@@ -144,6 +150,7 @@ def copy_with_config(source: Path, folder: Path, **changes: object) -> Path:
     [
         ("clip-tiny", "logits_per_image", ("a photo of a cat",)),
         ("clap-tiny", "logits_per_audio", ("a dog barking", "a car horn", "rain", "wind", "a bell")),
+        ("xclip-tiny", "logits_per_video", ("playing sports", "cooking", "a bird flying", "a dog", "rain")),
     ],
 )
 def test_contrastive_export_keeps_images_and_texts_apart(
@@ -215,6 +222,39 @@ def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
     ):
         export_onnx(model_dir("llava-tiny"), tmp_path)
     assert conversions(tmp_path) == []
+
+
+def test_llava_next_export_serves_its_image_size_at_any_batch(tmp_path: Path) -> None:
+    """Batch and prompt length stay dynamic; an image of another size gives non-finite logits in the
+    graph and is refused by name in PyTorch; a prompt too short for the image's tokens is refused."""
+    from pytest_hfmodels.convert.onnx_export import load_reference
+    from pytest_hfmodels.convert.specs import make_inputs, read_config
+
+    folder = model_dir("llava-next-tiny")
+    export = export_onnx(folder, tmp_path)
+    reference = load_reference(folder, spec_for(folder), read_config(folder))
+    inputs = reference.inputs(InputShape(3, 61))
+    assert (
+        inputs["pixel_values"].shape == (3, 3, 3, 32, 32) and inputs["image_sizes"].tolist() == [[32, 32]] * 3
+    )
+    image_tokens = (inputs["input_ids"] == reference.model.config.image_token_id).sum(axis=1)
+    assert image_tokens.tolist() == [36] * 3  # base view 4x4, tiles unpadded to 4x4 plus a newline per row
+    got = run_onnxruntime(export.path, inputs)
+    assert got["logits"].shape[:2] == (3, 61)
+    np.testing.assert_allclose(got["logits"], reference.run(inputs)["logits"], atol=1e-4, rtol=1e-4)
+
+    other = {**inputs, "image_sizes": np.asarray([[32, 32], [32, 64], [32, 32]], dtype=np.int64)}
+    finite = np.isfinite(run_onnxruntime(export.path, other)["logits"]).all(axis=(1, 2))
+    assert finite.tolist() == [True, False, True]
+    with pytest.raises(
+        ModelConversionError, match=r"serves 32x32 images only, not image_sizes \[\[32, 32\], \[32, 64\]"
+    ):
+        reference.run(other)
+    with pytest.raises(
+        ModelConversionError,
+        match=r"length of 36 cannot hold an image's 36 tokens \(the processor's count for a 32x32 image\)",
+    ):
+        make_inputs(reference.spec, reference.preprocessors, reference.model.config, InputShape(1, 36))
 
 
 def test_text_with_image_model_without_a_spec_says_so(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pytest_hfmodels.errors import CheckFailed, HardwareUnavailableError, Numeri
 from pytest_hfmodels.hardware import Device
 from pytest_hfmodels.registry import ModelEntry, Tolerances, load_registries
 from pytest_hfmodels.runners import MODES, runner_class
-from pytest_hfmodels.runners.inputs import SAMPLE_LABELS, SAMPLE_SOUND_LABELS
+from pytest_hfmodels.runners.inputs import SAMPLE_LABELS, SAMPLE_SOUND_LABELS, SAMPLE_VIDEO_LABELS
 from pytest_hfmodels.runners.openvino import openvino_device
 from pytest_hfmodels.source import resolve_model_files
 
@@ -50,18 +50,21 @@ def test_runner_matches_pytorch(mode: str, key: str, tmp_path: Path) -> None:
         runner.close()
 
 
-#: key -> (the input holding the images or sounds, the output scoring them against every text, the texts)
+#: key -> (the input holding the images, sounds or videos, the output scoring them against every text,
+#: the texts)
 TEXT_WITH = {
     "clip-tiny": ("pixel_values", "logits_per_image", SAMPLE_LABELS),
     "clap-tiny": ("input_features", "logits_per_audio", SAMPLE_SOUND_LABELS),
+    "xclip-tiny": ("pixel_values", "logits_per_video", SAMPLE_VIDEO_LABELS),
     "llava-tiny": ("pixel_values", None, None),  # one prompt per image: logits per prompt token
+    "llava-next-tiny": ("pixel_values", None, None),  # the same, each image's tiles in pixel_values
 }
 
 
 @pytest.mark.parametrize("mode", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("key", sorted(TEXT_WITH))
 def test_text_with_image_or_sound_runner_matches_pytorch(mode: str, key: str, tmp_path: Path) -> None:
-    """The case's batch is of images or sounds; every output is checked against PyTorch."""
+    """The case's batch is of images, sounds or videos; every output is checked against PyTorch."""
     entry, folder = entry_and_dir(key)
     runner = runner_class(mode)(entry, CPU)
     runner.cache_root = tmp_path  # type: ignore[attr-defined]

@@ -5,9 +5,10 @@ input, the preferred exporter and the shapes used to export and to validate. A f
 spec gets one derived from its model class's forward signature and what its own tokenizer or
 processor produces. Sample inputs are always made by the model's own preprocessor.
 
-Models that take text with images or sounds in one call have specs of their own: contrastive dual
-encoders (CLIP, CLAP) score every text against every image or sound, so their texts are a batch of
-their own; vision-language models (LLaVA) take one prompt per image, holding that image's tokens.
+Models that take text with images, sounds or videos in one call have specs of their own: contrastive
+dual encoders (CLIP, CLAP, X-CLIP) score every text against every image, sound or video, so their texts
+are a batch of their own; vision-language models (LLaVA, LLaVA-NeXT) take one prompt per image, holding
+that image's tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ModelConversionError
-from ..runners.inputs import ensure_pad_token, image_size, sample_audio, sample_image
+from ..runners.inputs import (
+    ensure_pad_token,
+    image_size,
+    sample_audio,
+    sample_image,
+    sample_video,
+    video_frames,
+)
 
 EXPORTERS = ("legacy", "dynamo")
 DEFAULT_OPSET = 18
@@ -39,10 +47,14 @@ CONTRASTIVE_OUTPUTS = (
     "audio_embeds",
     "text_embeds",
 )
-#: modalities of contrastive dual encoders (CLIP: text-image, CLAP: text-audio): their texts are a batch
-#: of their own, each scored against every image or sound. The third modality with text and images is
-#: image-prompt (LLaVA): one image per row, its prompt holding the image's tokens.
-CONTRASTIVE = ("text-image", "text-audio")
+#: the same for contrastive text-video models (X-CLIP). A tuple of its own: CONTRASTIVE_OUTPUTS is the
+#: `outputs` of the CLIP and CLAP specs, so extending it would change their JSON and cache keys.
+CONTRASTIVE_VIDEO_OUTPUTS = ("logits_per_video", "logits_per_text", "video_embeds", "text_embeds")
+#: modalities of contrastive dual encoders (CLIP: text-image, CLAP: text-audio, X-CLIP: text-video):
+#: their texts are a batch of their own, each scored against every image, sound or video. The other
+#: modality with text and images is image-prompt (LLaVA, LLaVA-NeXT): one image per row, its prompt
+#: holding the image's tokens.
+CONTRASTIVE = ("text-image", "text-audio", "text-video")
 
 # Rows differ in content and length, so batched validation exercises padding and attention masks.
 _TEXTS = (
@@ -78,7 +90,8 @@ class ExportSpec:
     """How to export one family to ONNX."""
 
     name: str  #: the family, or "derived-<model_type>"
-    modality: str  #: text | vision | audio | text-image | text-audio | image-prompt: what makes the inputs
+    #: text | vision | audio | text-image | text-audio | text-video | image-prompt: what makes the inputs
+    modality: str
     inputs: tuple[str, ...]  #: graph input names, in forward order
     dynamic_axes: Mapping[str, Mapping[int, str]]  #: input name -> {axis: symbolic name}
     outputs: tuple[str, ...] = OUTPUT_CANDIDATES  #: kept when the model returns them, in this order
@@ -200,6 +213,31 @@ SPECS: Mapping[str, ExportSpec] = MappingProxyType(
             export_shape=InputShape(1, 24),
             validate_shape=InputShape(2, 32),
             wrapper="llava",
+        ),
+        # X-CLIP: n videos of exactly vision_config.num_frames frames (the multi-frame transformer's
+        # position embeddings) and m texts give logits_per_video [n, m].
+        "xclip": ExportSpec(
+            "xclip",
+            "text-video",
+            ("input_ids", "attention_mask", "pixel_values"),
+            _axes(input_ids=_TEXT_BATCH, attention_mask=_TEXT_BATCH, pixel_values=_BATCH),
+            outputs=CONTRASTIVE_VIDEO_OUTPUTS,
+        ),
+        # LLaVA-NeXT cuts each image into tiles by its size ("anyres"), and its forward packs each
+        # image's features in a Python loop over the batch: the "llava_next" wrapper packs them as one
+        # tensor, for one image size, the sample's (the vision tower's image_size, square), so the tile
+        # count and the image tokens per prompt are fixed. image_sizes is an input, as the model's own
+        # forward takes it; the wrapper refuses other sizes at export (see onnx_export._llava_next_logits).
+        "llava_next": ExportSpec(
+            "llava_next",
+            "image-prompt",
+            ("input_ids", "attention_mask", "pixel_values", "image_sizes"),
+            _axes(input_ids=_TEXT, attention_mask=_TEXT, pixel_values=_BATCH, image_sizes=_BATCH),
+            outputs=("logits",),
+            forward_kwargs=_NO_CACHE,
+            export_shape=InputShape(1, 48),
+            validate_shape=InputShape(2, 56),
+            wrapper="llava_next",
         ),
     }
 )
@@ -353,6 +391,11 @@ def make_inputs(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputS
     if spec.modality in ("vision", "text-image"):
         processor = _need(pre.image_processor, "image processor", spec)
         made.update(processor(images=_images(config, shape.batch), return_tensors="np"))
+    elif spec.modality == "text-video":  # pixel_values (videos, frames, channels, height, width)
+        processor = _need(pre.image_processor, "image processor", spec)
+        height, width = image_size(config)
+        videos = [sample_video(video_frames(config), height, width, seed=i) for i in range(shape.batch)]
+        made.update(processor(images=videos, return_tensors="np"))
     elif spec.modality in ("audio", "text-audio"):
         extractor = _need(pre.feature_extractor, "feature extractor", spec)
         rate = extractor.sampling_rate
@@ -409,18 +452,27 @@ def _image_prompts(spec: ExportSpec, pre: Preprocessors, config: Any, shape: Inp
 
     The model's processor writes the prompt where the folder has one (it expands the image token to
     image_seq_length tokens); else the tokenizer gets the expanded prompt and the image processor
-    the images, which is what the processor does.
+    the images, which is what the processor does. Anyres models (LLaVA-NeXT) need the processor: their
+    image tokens depend on the image size.
     """
-    image_tokens = int(getattr(config, "image_seq_length", 0) or 0)
+    images = _images(config, shape.batch)
+    if getattr(config, "image_grid_pinpoints", None):
+        processor = _need(pre.processor, "processor", spec)
+        ids = processor(images=images[:1], text=[processor.image_token], return_tensors="np")["input_ids"]
+        image_tokens = int((ids == int(config.image_token_id)).sum())
+        height, width = images[0].height, images[0].width
+        source = f"the processor's count for a {height}x{width} image"
+    else:
+        image_tokens = int(getattr(config, "image_seq_length", 0) or 0)
+        source = "config.json image_seq_length"
     if not image_tokens:
         raise ModelConversionError(f"export spec {spec.name!r}: config.json has no image_seq_length")
     if shape.length is not None and shape.length <= image_tokens:
         # Truncation would cut image tokens, and the model then has more image features than places.
         raise ModelConversionError(
             f"export spec {spec.name!r}: a text length of {shape.length} cannot hold an image's "
-            f"{image_tokens} tokens (config.json image_seq_length)"
+            f"{image_tokens} tokens ({source})"
         )
-    images = _images(config, shape.batch)
     questions = [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
     padding: dict[str, Any] = (
         {"padding": True}

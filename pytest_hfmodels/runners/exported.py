@@ -17,7 +17,14 @@ from ..errors import NumericalMismatchError
 from ..hardware import Device
 from ..registry import ModelEntry
 from ..threads import limit_torch_threads
-from .inputs import DECODER_LENGTH, SAMPLE_IMAGE_QUESTION, SAMPLE_LABELS, SAMPLE_SOUND_LABELS, SAMPLE_TEXT
+from .inputs import (
+    DECODER_LENGTH,
+    SAMPLE_IMAGE_QUESTION,
+    SAMPLE_LABELS,
+    SAMPLE_SOUND_LABELS,
+    SAMPLE_TEXT,
+    SAMPLE_VIDEO_LABELS,
+)
 
 if TYPE_CHECKING:
     from ..convert.onnx import OnnxExport
@@ -63,7 +70,7 @@ class ExportedModelRunner:
     def make_inputs(self, batch_size: int = 1, input_size: int | None = None) -> dict[str, Any]:
         """Numpy inputs by graph input name, made by the model's own preprocessor; text of
         `input_size` tokens when given (the modes declare no other sized modality). `batch_size` is
-        the number of rows: of images or sounds where a model takes text with them."""
+        the number of rows: of images, sounds or videos where a model takes text with them."""
         inputs: dict[str, Any] = self.reference.inputs(
             sample_shape(self.reference.spec.modality, batch_size, input_size)
         )
@@ -96,7 +103,7 @@ class ExportedModelRunner:
 
 def sample_shape(modality: str, batch_size: int, input_size: int | None) -> InputShape:
     """The inputs' shape and texts: those the PyTorch modes give the same model, so modes are timed on
-    equal inputs. Contrastive models score `batch_size` images or sounds against the sample labels;
+    equal inputs. Contrastive models score `batch_size` images, sounds or videos against the sample labels;
     image-prompt models get one image and the sample question per row."""
     from ..convert.specs import InputShape
 
@@ -105,6 +112,8 @@ def sample_shape(modality: str, batch_size: int, input_size: int | None) -> Inpu
         return replace(shape, text=None, texts=SAMPLE_LABELS)
     if modality == "text-audio":
         return replace(shape, text=None, texts=SAMPLE_SOUND_LABELS)
+    if modality == "text-video":
+        return replace(shape, text=None, texts=SAMPLE_VIDEO_LABELS)
     if modality == "image-prompt":
         return replace(shape, text=SAMPLE_IMAGE_QUESTION)
     return shape
