@@ -231,7 +231,8 @@ def insert_run(
                        sequence_length, audio_seconds, precision, latency_mean_ms, latency_p50_ms,
                        latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s,
                        peak_memory_mb,
-                       load_time_s, first_call_ms, iterations, warmup, timer, contended, threads, onnx_source,
+                       load_time_s, model_reused, first_call_ms, iterations, warmup, timer, contended,
+                       threads, onnx_source,
                        onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path
                 FROM incoming_rows WHERE {measured}""",
             [run_id],

@@ -3,7 +3,8 @@
 Version 1 is the first layout: models, hardware, runs, per-case compatibility and performance.
 Version 2 adds ONNX tracking (conversion registry, ONNX columns on performance rows) and the
 views and macros that answer "what runs where" and "is this model converted". Version 3 adds the
-CPU threads each runtime used and the audio length of audio cases.
+CPU threads each runtime used and the audio length of audio cases. Version 4 says whether a
+case's model came loaded from an earlier case (its load_time_s is then that load's).
 Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
 """
 
@@ -181,8 +182,13 @@ SCHEMA_V3: tuple[str, ...] = (
     "ALTER TABLE performance_results ADD COLUMN audio_seconds DOUBLE",
 )
 
+SCHEMA_V4: tuple[str, ...] = (
+    # Every case stores the load time of the model it ran on; most reuse one loaded before.
+    "ALTER TABLE performance_results ADD COLUMN model_reused BOOLEAN",
+)
+
 #: statements that bring a database from version N-1 to N, by N
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (

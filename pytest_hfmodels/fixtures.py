@@ -93,11 +93,11 @@ def hf_runner(
         if importlib.util.find_spec(module) is None:
             pytest.skip(str(DependencyMissingError(module, f"mode {hf_case.mode!r}")))
     try:
-        runner, load_time = hf_session.runners.get(hf_case, hf_session.hardware, hf_model_files)
+        loaded, reused = hf_session.runners.get(hf_case, hf_session.hardware, hf_model_files)
     except HardwareUnavailableError as exc:  # the device exists, but this runtime build cannot use it
         pytest.skip(str(exc))
-    if load_time is not None:
-        hf_record.measured(load_time_s=load_time)
+    runner = loaded.runner
+    hf_record.measured(load_time_s=loaded.load_time_s, model_reused=reused)
     hf_record.parameters = _parameter_count(runner)
     return runner
 

@@ -51,12 +51,12 @@ class RunnerPool:
     def held_mb(self) -> float:
         return sum(item.memory_mb for item in self._loaded.values())
 
-    def get(self, case: Case, hardware: Hardware, files: ModelFiles) -> tuple[Runner, float | None]:
-        """The case's runner, loaded; and its load time in seconds when it was loaded now."""
+    def get(self, case: Case, hardware: Hardware, files: ModelFiles) -> tuple[Loaded, bool]:
+        """The case's runner, loaded, with what its load cost; and whether an earlier case loaded it."""
         key = (case.entry.key, case.mode, case.hardware)
         if key in self._loaded:
             self._loaded.move_to_end(key)
-            return self._loaded[key].runner, None
+            return self._loaded[key], True
         device = hardware.get(case.hardware)
         assert device is not None  # the hf_device fixture skipped absent devices before this
         runner = runner_class(case.mode)(case.entry, device)
@@ -68,9 +68,9 @@ class RunnerPool:
         load_time = time.perf_counter() - start
         rss_after = current_rss_mb()
         grew = rss_after - rss_before if rss_before is not None and rss_after is not None else 0.0
-        self._loaded[key] = Loaded(runner, load_time, max(grew, _weights_mb(runner)))
+        loaded = self._loaded[key] = Loaded(runner, load_time, max(grew, _weights_mb(runner)))
         self._release_over_budget(keep=key)
-        return runner, load_time
+        return loaded, False
 
     def _release_over_budget(self, keep: tuple[str, str, str]) -> None:
         while self.held_mb > self.budget_mb and len(self._loaded) > 1:

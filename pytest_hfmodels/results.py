@@ -33,7 +33,10 @@ class Measurement:
     latency_stdev_ms: float | None = None
     throughput_per_s: float | None = None  #: items (batch elements) per second
     peak_memory_mb: float | None = None
+    #: loading the model this case ran on; a runner reused from an earlier case carries the time
+    #: its load was measured at (model_reused says so)
     load_time_s: float | None = None
+    model_reused: bool | None = None  #: the loaded model came from an earlier case of this process
     first_call_ms: float | None = None
     iterations: int | None = None
     warmup: int | None = None

@@ -41,19 +41,28 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
         "--hf-min-time",
         "0",
         f"--benchmark-json={bench_json}",
-        *ONE_SHAPE,
+        "--hf-batch-sizes=1,4",  # two cases on each loaded model
+        "--hf-seq-lengths=32",
         *plugin,
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=8)
     rows = read_rows(rows_file)
     for row in rows:
         m = row["measurement"]
         assert m["timer"] == "pytest-benchmark" and m["iterations"] >= 5 and m["warmup"] == 3
         assert 0 < m["latency_p50_ms"] <= m["latency_p90_ms"] <= m["latency_p99_ms"]
-        assert m["throughput_per_s"] == pytest.approx(1000.0 / m["latency_mean_ms"])
+        assert m["throughput_per_s"] == pytest.approx(
+            m["batch_size"] * 1000.0 / m["latency_mean_ms"]
+        )  # items/s
         assert m["peak_memory_mb"] > 0 and m["first_call_ms"] > 0 and m["contended"] is False
         assert m["threads"] >= 1  # torch's own count, read back
-    assert all(r["measurement"]["load_time_s"] for r in rows if "pipeline" in r["case_id"])
+    # One model loaded per mode: the first case loads it, the other measures on it and says so.
+    by_runner: dict[tuple[str, str], list[dict]] = {}
+    for row in sorted(rows, key=lambda r: r["measurement"]["batch_size"]):  # the order they ran in
+        by_runner.setdefault((row["model_key"], row["mode"]), []).append(row["measurement"])
+    for measurements in by_runner.values():
+        assert [m["model_reused"] for m in measurements] == [False] + [True] * (len(measurements) - 1)
+        assert len({m["load_time_s"] for m in measurements}) == 1 and measurements[0]["load_time_s"] > 0
     benchmarks = json.loads(bench_json.read_text())["benchmarks"]
     assert sorted(b["param"] for b in benchmarks) == sorted(r["case_id"] for r in rows)
     by_case = {b["param"]: b["stats"] for b in benchmarks}
