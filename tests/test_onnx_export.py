@@ -207,13 +207,11 @@ def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
 
     llava = onnx_export.WRAPPERS["llava"]
 
-    def last_layer(model: Any, spec: ExportSpec) -> Any:  # the vision tower's last layer, not config's -2
-        layer = model.config.vision_feature_layer
+    def last_layer(model: Any, spec: ExportSpec) -> Any:
+        # The model's logits were computed from layer -2 before the wrapper is made; the wrapper
+        # then reads the vision tower's last layer.
         model.config.vision_feature_layer = -1
-        try:
-            return llava(model, spec)
-        finally:
-            model.config.vision_feature_layer = layer
+        return llava(model, spec)
 
     monkeypatch.setitem(onnx_export.WRAPPERS, "llava", last_layer)
     with pytest.raises(

@@ -162,6 +162,21 @@ def _named_outputs(model: Any, spec: ExportSpec) -> Any:
     return NamedOutputs().eval()
 
 
+def _projected_image_features(model: Any, pixel_values: Any) -> Any:
+    """What LLaVA-type models' `get_image_features` computes before splitting the batch: the vision
+    tower's configured layer(s), CLS dropped by the "default" strategy, through the projector. One
+    row per image (or tile), one feature vector per image token."""
+    import torch
+
+    config, inner = model.config, model.model
+    layers = config.vision_feature_layer
+    layers = [layers] if isinstance(layers, int) else list(layers)
+    first = 1 if config.vision_feature_select_strategy == "default" else 0
+    hidden = inner.vision_tower(pixel_values, output_hidden_states=True).hidden_states
+    selected = torch.cat([hidden[layer][:, first:] for layer in layers], dim=-1)
+    return inner.multi_modal_projector(selected)
+
+
 def _llava_logits(model: Any, spec: ExportSpec) -> Any:
     """LLaVA's forward with the image features kept as one tensor.
 
@@ -175,10 +190,6 @@ def _llava_logits(model: Any, spec: ExportSpec) -> Any:
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     names, kwargs = spec.inputs, dict(spec.forward_kwargs)
-    config = model.config
-    layers = config.vision_feature_layer
-    layers = [layers] if isinstance(layers, int) else list(layers)
-    first = 1 if config.vision_feature_select_strategy == "default" else 0
 
     class LlavaLogits(torch.nn.Module):
         def __init__(self) -> None:
@@ -187,10 +198,8 @@ def _llava_logits(model: Any, spec: ExportSpec) -> Any:
 
         def forward(self, *tensors: Any) -> tuple[Any, ...]:
             inputs = dict(zip(names, tensors, strict=True))
-            inner = self.model.model
-            hidden = inner.vision_tower(inputs.pop("pixel_values"), output_hidden_states=True).hidden_states
-            selected = torch.cat([hidden[layer][:, first:] for layer in layers], dim=-1)
-            features = inner.multi_modal_projector(selected).flatten(0, 1)  # one row per image token
+            features = _projected_image_features(self.model, inputs.pop("pixel_values"))
+            features = features.flatten(0, 1)  # one row per image token
             image = BaseModelOutputWithPooling(pooler_output=(features,))
             result = self.model(**inputs, mm_encoder_outputs={"image": image}, **kwargs)
             return (result["logits"],)
@@ -221,9 +230,6 @@ def _llava_next_logits(model: Any, spec: ExportSpec) -> Any:
 
     names, kwargs = spec.inputs, dict(spec.forward_kwargs)
     config = model.config
-    layers = config.vision_feature_layer
-    layers = [layers] if isinstance(layers, int) else list(layers)
-    first = 1 if config.vision_feature_select_strategy == "default" else 0
     height, width = image_size(config)
     tile = config.vision_config.image_size
     side = tile // config.vision_config.patch_size  # features per tile along each axis
@@ -250,10 +256,7 @@ def _llava_next_logits(model: Any, spec: ExportSpec) -> Any:
                     f"export wrapper 'llava_next' serves {height}x{width} images only, not image_sizes "
                     f"{sizes.tolist()}"
                 )
-            flat = pixel_values.flatten(0, 1)  # every tile of every image
-            hidden = inner.vision_tower(flat, output_hidden_states=True).hidden_states
-            selected = torch.cat([hidden[layer][:, first:] for layer in layers], dim=-1)
-            features = inner.multi_modal_projector(selected)
+            features = _projected_image_features(self.model, pixel_values.flatten(0, 1))  # every tile
             dim = features.shape[-1]
             features = features.reshape(-1, tiles, side * side, dim)  # (images, tiles, tokens, dim)
             base = features[:, 0]
