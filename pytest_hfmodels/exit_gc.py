@@ -1,10 +1,11 @@
 """Skip the interpreter's last garbage collections over torch's and transformers' objects.
 
-A process that imported torch and transformers' pipelines spends 1.7 s of its exit collecting
-their millions of objects (0.24 s without: measured on a 2-CPU CI machine), and every xdist
-worker pays it again while the controller waits. `gc.freeze()` moves the live objects to the
-permanent generation, which those collections skip; the process's memory goes back to the OS
-all the same. atexit callbacks (coverage data, temporary folders, weakref.finalize) still run.
+A process that imported torch and transformers' pipelines spends 1.4-1.8 s of its exit
+collecting their millions of objects (0.23-0.35 s with the heap frozen: benchmarks/bench_xdist.py
+on a 2-CPU machine), and every xdist worker pays it again while the controller waits.
+`gc.freeze()` moves the live objects to the permanent generation, which those collections skip;
+the process's memory goes back to the OS all the same. atexit callbacks (coverage data,
+temporary folders, weakref.finalize) still run.
 """
 
 from __future__ import annotations
