@@ -433,13 +433,15 @@ def _texts(spec: ExportSpec, shape: InputShape) -> list[str]:
     return [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(count)]
 
 
-def _tokenized(tokenizer: Any, texts: list[str], length: int | None) -> dict[str, Any]:
-    """The texts padded to the longest, or to exactly `length` tokens (truncated where longer)."""
+def _padding(length: int | None) -> dict[str, Any]:
+    """Tokenizer arguments: pad to the longest row, or to exactly `length` tokens (truncated where longer)."""
     if length is None:
-        return dict(tokenizer(texts, padding=True, return_tensors="np"))
-    return dict(
-        tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="np")
-    )
+        return {"padding": True}
+    return {"padding": "max_length", "truncation": True, "max_length": length}
+
+
+def _tokenized(tokenizer: Any, texts: list[str], length: int | None) -> dict[str, Any]:
+    return dict(tokenizer(texts, return_tensors="np", **_padding(length)))
 
 
 def _images(config: Any, batch: int) -> list[Any]:
@@ -474,11 +476,7 @@ def _image_prompts(spec: ExportSpec, pre: Preprocessors, config: Any, shape: Inp
             f"{image_tokens} tokens ({source})"
         )
     questions = [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
-    padding: dict[str, Any] = (
-        {"padding": True}
-        if shape.length is None
-        else {"padding": "max_length", "truncation": True, "max_length": shape.length}
-    )
+    padding = _padding(shape.length)
     if pre.processor is not None:
         prompts = [f"{pre.processor.image_token} {question}" for question in questions]
         return dict(pre.processor(images=images, text=prompts, return_tensors="np", **padding))
