@@ -26,8 +26,8 @@ def bare_export(model_dir: Path, out: Path) -> float:
     import onnxruntime
     import torch
 
-    from pytest_hfmodels.convert.onnx_export import load_reference
-    from pytest_hfmodels.convert.specs import read_config, spec_for
+    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.specs import read_config, spec_for
 
     start = time.perf_counter()
     config = read_config(model_dir)
@@ -53,7 +53,7 @@ def bare_export(model_dir: Path, out: Path) -> float:
 
 
 def timed_export(model_dir: Path, root: Path) -> tuple[float, Any]:
-    from pytest_hfmodels.convert.onnx import export_onnx
+    from pytest_hfmodels.convert.onnx.cached import export_onnx
 
     start = time.perf_counter()
     result = export_onnx(model_dir, root)
@@ -68,8 +68,8 @@ def main() -> None:
     parser.add_argument("--models", default="gpt2-tiny,all-minilm-l6-v2")
     options = parser.parse_args()
 
-    from pytest_hfmodels.registry import load_registries
-    from pytest_hfmodels.source import resolve_model_files
+    from pytest_hfmodels.registry.loader import load_registries
+    from pytest_hfmodels.sources.resolve import resolve_model_files
 
     work = Path(tempfile.mkdtemp(prefix="bench-conversion-"))
     try:

@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from pytest_hfmodels.measure import MeasureConfig, time_rounds
+from pytest_hfmodels.cases.settings import MeasureConfig
+from pytest_hfmodels.execution.measure import time_rounds
 
 ROUNDS = 20_000
 matrix = np.random.default_rng(0).standard_normal((32, 32)).astype(np.float32)

@@ -15,7 +15,8 @@ def main() -> None:
     import torch
     import transformers
 
-    from pytest_hfmodels.measure import MeasureConfig, time_rounds
+    from pytest_hfmodels.cases.settings import MeasureConfig
+    from pytest_hfmodels.execution.measure import time_rounds
 
     config = transformers.BertConfig(
         hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, vocab_size=1000

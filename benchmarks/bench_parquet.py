@@ -106,8 +106,8 @@ def _throughput(model: str, path: Path, workdir: Path, repeats: int) -> list[lis
     import transformers
     from safetensors.torch import load_file, save_file
 
-    from pytest_hfmodels.convert.parquet_load import load_parquet_weights
-    from pytest_hfmodels.convert.parquet_write import write_weights
+    from pytest_hfmodels.convert.parquet.load import load_parquet_weights
+    from pytest_hfmodels.convert.parquet.write import write_weights
 
     state_dict = {
         k: v.contiguous() for k, v in transformers.AutoModel.from_pretrained(path).state_dict().items()
@@ -183,7 +183,7 @@ def _child(method: str, model_dir: str, out: str) -> int:
     import transformers
     from safetensors.torch import save_file
 
-    from pytest_hfmodels.convert.parquet import ConversionConfig, ModelConverter
+    from pytest_hfmodels.convert.parquet.converter import ConversionConfig, ModelConverter
 
     report: dict[str, Any] = {}
     started = time.perf_counter()

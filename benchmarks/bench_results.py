@@ -29,10 +29,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from pytest_hfmodels.db import open_database, write_run
-from pytest_hfmodels.report import compare_runs, write_report
+from pytest_hfmodels.db.environment import RunEnvironment
+from pytest_hfmodels.db.store import open_database, write_run
+from pytest_hfmodels.report.compare import compare_runs
+from pytest_hfmodels.report.write import write_report
 from pytest_hfmodels.results import Measurement, ResultRow
-from pytest_hfmodels.run_environment import RunEnvironment
 
 LABEL = "SYNTHETIC"
 MODES = ("pipeline", "from_pretrained", "onnxruntime", "openvino")

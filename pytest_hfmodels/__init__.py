@@ -12,19 +12,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Case": "pytest_hfmodels.cases",
-    "ModelEntry": "pytest_hfmodels.registry",
-    "load_registries": "pytest_hfmodels.registry",
+    "Case": "pytest_hfmodels.cases.expand",
+    "ModelEntry": "pytest_hfmodels.registry.model",
+    "load_registries": "pytest_hfmodels.registry.loader",
     "ResultRow": "pytest_hfmodels.results",
     "Measurement": "pytest_hfmodels.results",
-    "ModelConverter": "pytest_hfmodels.convert.parquet",
-    "ConversionConfig": "pytest_hfmodels.convert.parquet_config",
-    "ConversionResult": "pytest_hfmodels.convert.parquet_config",
-    "load_parquet_weights": "pytest_hfmodels.convert.parquet_load",
-    "iter_parquet_weights": "pytest_hfmodels.convert.parquet_load",
-    "get_layer": "pytest_hfmodels.convert.parquet_load",
-    "ModelFileVerifier": "pytest_hfmodels.verify",
-    "verify_and_get_onnx_model": "pytest_hfmodels.verify",
+    "ModelConverter": "pytest_hfmodels.convert.parquet.converter",
+    "ConversionConfig": "pytest_hfmodels.convert.parquet.config",
+    "ConversionResult": "pytest_hfmodels.convert.parquet.config",
+    "load_parquet_weights": "pytest_hfmodels.convert.parquet.load",
+    "iter_parquet_weights": "pytest_hfmodels.convert.parquet.load",
+    "get_layer": "pytest_hfmodels.convert.parquet.load",
+    "ModelFileVerifier": "pytest_hfmodels.convert.onnx.verify",
+    "verify_and_get_onnx_model": "pytest_hfmodels.convert.onnx.verify",
 }
 _ERRORS = (
     "HFModelsError",

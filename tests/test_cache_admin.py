@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from pytest_hfmodels import cache_admin
-from pytest_hfmodels.cache_admin import CleanPolicy, clean, list_entries, remove_entry, verify_entries
+from pytest_hfmodels.cache import admin as cache_admin
+from pytest_hfmodels.cache.admin import CleanPolicy, clean, list_entries, remove_entry, verify_entries
 from pytest_hfmodels.cli import cache_cmd
-from pytest_hfmodels.convert.onnx import export_onnx
+from pytest_hfmodels.convert.onnx.cached import export_onnx
 from pytest_hfmodels.errors import OptionError
-from pytest_hfmodels.registry import load_registries
-from pytest_hfmodels.tiny import tiny_model_dir
+from pytest_hfmodels.registry.loader import load_registries
+from pytest_hfmodels.sources.tiny import tiny_model_dir
 
 DAY = 86400.0
 

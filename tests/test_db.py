@@ -16,15 +16,15 @@ import duckdb
 import pytest
 
 from pytest_hfmodels import cli
-from pytest_hfmodels.db import open_database, store_run, write_run
-from pytest_hfmodels.db_conversions import OnnxConversion, record_conversion, record_onnx_use
-from pytest_hfmodels.db_ingest import ingest_spill
-from pytest_hfmodels.db_merge import merge_databases
-from pytest_hfmodels.db_schema import SCHEMA_V1, SCHEMA_VERSION, stored_version
-from pytest_hfmodels.db_spill import pending_spills
+from pytest_hfmodels.db.conversions import OnnxConversion, record_conversion, record_onnx_use
+from pytest_hfmodels.db.environment import RunEnvironment
+from pytest_hfmodels.db.ingest import ingest_spill
+from pytest_hfmodels.db.merge import merge_databases
+from pytest_hfmodels.db.schema import SCHEMA_V1, SCHEMA_VERSION, stored_version
+from pytest_hfmodels.db.spill import pending_spills
+from pytest_hfmodels.db.store import open_database, store_run, write_run
 from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.results import Measurement
-from pytest_hfmodels.run_environment import RunEnvironment
 
 from .results_helpers import hold_database, make_row, release
 

@@ -8,7 +8,6 @@ import pickle
 import numpy as np
 import pytest
 
-from pytest_hfmodels.checks import check_finite, check_shape
 from pytest_hfmodels.errors import (
     CaseFailedError,
     DependencyMissingError,
@@ -16,7 +15,8 @@ from pytest_hfmodels.errors import (
     NumericalMismatchError,
     RegistryError,
 )
-from pytest_hfmodels.failures import classify
+from pytest_hfmodels.execution.failures import classify
+from pytest_hfmodels.runners.checks import check_finite, check_shape
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 SCRIPT = """
 import atexit, gc, sys
 atexit.register(lambda: print("frozen objects:", gc.get_freeze_count(), flush=True))
-from pytest_hfmodels import exit_gc
+from pytest_hfmodels.plugin import exit_gc
 exit_gc.freeze_heap_at_exit()
 exit_gc.freeze_heap_at_exit()  # registered once however often it is asked
 for name in sys.argv[1:]:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_hfmodels.cases.hardware import Device
 from pytest_hfmodels.errors import CheckFailed
-from pytest_hfmodels.hardware import Device
-from pytest_hfmodels.registry import load_registries
+from pytest_hfmodels.registry.loader import load_registries
 from pytest_hfmodels.runners import runner_class
-from pytest_hfmodels.runners.inputs import SAMPLE_IMAGE_QUESTION, SAMPLE_VIDEO_LABELS, sample_image
+from pytest_hfmodels.samples import SAMPLE_IMAGE_QUESTION, SAMPLE_VIDEO_LABELS, sample_image
 
 from .conftest import BUILTIN_FAMILIES, DATA, ONE_SHAPE
 

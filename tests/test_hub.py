@@ -21,7 +21,7 @@ from pytest_hfmodels.errors import (
     ModelVerificationError,
     OptionError,
 )
-from pytest_hfmodels.hub import HubClient, RetryPolicy, cached_snapshot_path
+from pytest_hfmodels.hub.client import HubClient, RetryPolicy, cached_snapshot_path
 
 if TYPE_CHECKING:
     from tests.hubserver import HubServer, Snapshot

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from pytest_hfmodels.measure import MeasureConfig, percentile, rounds_for, time_rounds
-from pytest_hfmodels.threads import available_cpus
+from pytest_hfmodels.cases.settings import MeasureConfig
+from pytest_hfmodels.execution.measure import percentile, rounds_for, time_rounds
+from pytest_hfmodels.runners.threads import available_cpus
 
 from .conftest import ONE_SHAPE
 from .test_generated_suite import dump_rows, read_rows

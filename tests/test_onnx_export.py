@@ -16,14 +16,15 @@ import numpy as np
 import onnx
 import pytest
 
-from pytest_hfmodels.cache import default_cache_root
-from pytest_hfmodels.convert.onnx import BUILD_LOG, RECORD_FILE, export_onnx, file_sha256
-from pytest_hfmodels.convert.onnx_export import run_onnxruntime
-from pytest_hfmodels.convert.specs import CONTRASTIVE, SPECS, ExportSpec, InputShape, spec_for
+from pytest_hfmodels.cache.store import default_cache_root
+from pytest_hfmodels.convert.onnx.cached import BUILD_LOG, RECORD_FILE, export_onnx, file_sha256
+from pytest_hfmodels.convert.onnx.export import run_onnxruntime
+from pytest_hfmodels.convert.onnx.specs import CONTRASTIVE, SPECS, ExportSpec, InputShape, spec_for
+from pytest_hfmodels.convert.onnx.verify import ModelFileVerifier
 from pytest_hfmodels.errors import ModelConversionError
-from pytest_hfmodels.registry import Tolerances, load_registries
-from pytest_hfmodels.source import resolve_model_files
-from pytest_hfmodels.verify import ModelFileVerifier
+from pytest_hfmodels.registry.loader import load_registries
+from pytest_hfmodels.registry.model import Tolerances
+from pytest_hfmodels.sources.resolve import resolve_model_files
 
 from .conftest import DATA
 
@@ -125,8 +126,8 @@ def test_family_exports_and_validates_at_another_shape(key: str, tmp_path: Path)
 
 def test_file_runs_at_a_third_shape_in_onnxruntime(tmp_path: Path) -> None:
     """The dynamic axes hold beyond the two shapes the conversion used."""
-    from pytest_hfmodels.convert.onnx_export import load_reference
-    from pytest_hfmodels.convert.specs import read_config
+    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.specs import read_config
 
     folder = model_dir("gpt2-tiny")
     export = export_onnx(folder, tmp_path)
@@ -157,8 +158,8 @@ def test_contrastive_export_keeps_images_and_texts_apart(
     key: str, scores: str, texts: tuple[str, ...], tmp_path: Path
 ) -> None:
     """n images (sounds) and m texts give [n, m] scores, for counts neither export nor validation used."""
-    from pytest_hfmodels.convert.onnx_export import load_reference
-    from pytest_hfmodels.convert.specs import read_config
+    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.specs import read_config
 
     folder = model_dir(key)
     export = export_onnx(folder, tmp_path)
@@ -179,7 +180,7 @@ def test_llava_prompts_without_a_processor_are_the_processors(tmp_path: Path) ->
     """Where the folder has no processor, the tokenizer gets the prompt with its image token expanded."""
     import transformers
 
-    from pytest_hfmodels.convert.specs import load_preprocessors, make_inputs
+    from pytest_hfmodels.convert.onnx.specs import load_preprocessors, make_inputs
 
     source = model_dir("llava-tiny")
     bare = tmp_path / "no-processor"
@@ -203,7 +204,7 @@ def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wrapper is exported and checked against, so it must give the model's own logits."""
-    from pytest_hfmodels.convert import onnx_export
+    from pytest_hfmodels.convert.onnx import export as onnx_export
 
     llava = onnx_export.WRAPPERS["llava"]
 
@@ -225,8 +226,8 @@ def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
 def test_llava_next_export_serves_its_image_size_at_any_batch(tmp_path: Path) -> None:
     """Batch and prompt length stay dynamic; an image of another size gives non-finite logits in the
     graph and is refused by name in PyTorch; a prompt too short for the image's tokens is refused."""
-    from pytest_hfmodels.convert.onnx_export import load_reference
-    from pytest_hfmodels.convert.specs import make_inputs, read_config
+    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.specs import make_inputs, read_config
 
     folder = model_dir("llava-next-tiny")
     export = export_onnx(folder, tmp_path)
@@ -357,7 +358,7 @@ WORKER = """
 import json, sys, time
 from pathlib import Path
 import onnxruntime, torch, transformers  # imported before the start line, so the race is the export
-from pytest_hfmodels.convert.onnx import export_onnx
+from pytest_hfmodels.convert.onnx.cached import export_onnx
 Path(sys.argv[3]).touch()
 while not Path(sys.argv[4]).exists():
     time.sleep(0.01)

@@ -9,15 +9,17 @@ from pathlib import Path
 import onnxruntime
 import pytest
 
-from pytest_hfmodels.cache import default_cache_root
-from pytest_hfmodels.convert.onnx import BUILD_LOG
+from pytest_hfmodels.cache.store import default_cache_root
+from pytest_hfmodels.cases.hardware import Device
+from pytest_hfmodels.convert.onnx.cached import BUILD_LOG
 from pytest_hfmodels.errors import CheckFailed, HardwareUnavailableError, NumericalMismatchError
-from pytest_hfmodels.hardware import Device
-from pytest_hfmodels.registry import ModelEntry, Tolerances, load_registries
-from pytest_hfmodels.runners import MODES, runner_class
-from pytest_hfmodels.runners.inputs import SAMPLE_LABELS, SAMPLE_SOUND_LABELS, SAMPLE_VIDEO_LABELS
+from pytest_hfmodels.modes import MODES
+from pytest_hfmodels.registry.loader import load_registries
+from pytest_hfmodels.registry.model import ModelEntry, Tolerances
+from pytest_hfmodels.runners import runner_class
 from pytest_hfmodels.runners.openvino import openvino_device
-from pytest_hfmodels.source import resolve_model_files
+from pytest_hfmodels.samples import SAMPLE_LABELS, SAMPLE_SOUND_LABELS, SAMPLE_VIDEO_LABELS
+from pytest_hfmodels.sources.resolve import resolve_model_files
 
 from .conftest import ONE_SHAPE
 from .test_generated_suite import dump_rows, read_rows

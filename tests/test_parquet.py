@@ -20,10 +20,10 @@ import torch
 import transformers
 
 from pytest_hfmodels.cli import convert_cmd
-from pytest_hfmodels.convert.parquet import ConversionConfig, ConversionResult, ModelConverter
-from pytest_hfmodels.convert.parquet_format import SCHEMA
-from pytest_hfmodels.convert.parquet_load import get_layer, iter_parquet_weights, load_parquet_weights
-from pytest_hfmodels.convert.parquet_validate import relative_error
+from pytest_hfmodels.convert.parquet.converter import ConversionConfig, ConversionResult, ModelConverter
+from pytest_hfmodels.convert.parquet.format import SCHEMA
+from pytest_hfmodels.convert.parquet.load import get_layer, iter_parquet_weights, load_parquet_weights
+from pytest_hfmodels.convert.parquet.validate import relative_error
 from pytest_hfmodels.errors import WeightsFileError
 
 TINY: dict[str, Any] = {
@@ -444,7 +444,7 @@ def test_result_json_round_trip(bert_exact: ConversionResult) -> None:
 
 def test_model_id_offline_fails_naming_the_model(tmp_path: Path) -> None:
     code = (
-        "from pytest_hfmodels.convert.parquet import ModelConverter;"
+        "from pytest_hfmodels.convert.parquet.converter import ModelConverter;"
         f"r = ModelConverter().convert('no-such-org/no-such-model', {str(tmp_path / 'out')!r});"
         "print(r.success); print(r.error_message)"
     )

@@ -182,7 +182,7 @@ def test_xdist_distributes_by_model_unless_told_otherwise(
 
 
 def test_thread_budget_shares_the_cpus_between_workers() -> None:
-    from pytest_hfmodels.threads import thread_budget
+    from pytest_hfmodels.runners.threads import thread_budget
 
     assert thread_budget(None, workers=1, cpus=16) is None  # alone: the runtime's own default
     assert thread_budget(None, workers=4, cpus=16) == 4

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_hfmodels.cases import Case
-from pytest_hfmodels.hardware import detect
-from pytest_hfmodels.pool import RunnerPool
-from pytest_hfmodels.registry import load_registries
-from pytest_hfmodels.source import resolve_model_files
+from pytest_hfmodels.cases.expand import Case
+from pytest_hfmodels.cases.hardware import detect
+from pytest_hfmodels.execution.pool import RunnerPool
+from pytest_hfmodels.registry.loader import load_registries
+from pytest_hfmodels.sources.resolve import resolve_model_files
 
 
 def cases(*keys: str) -> list[Case]:

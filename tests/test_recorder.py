@@ -20,7 +20,7 @@ from pytest_hfmodels import cli
 from .results_helpers import hold_database, release
 
 CONFTEST = """
-from pytest_hfmodels.recorder import ResultRecorder, add_options
+from pytest_hfmodels.plugin.recorder import ResultRecorder, add_options
 
 
 def pytest_addoption(parser):

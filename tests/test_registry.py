@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_hfmodels.cases import expand
-from pytest_hfmodels.custom_set import load_custom_set
+from pytest_hfmodels.cases.expand import expand
+from pytest_hfmodels.cases.hardware import Device, Hardware
+from pytest_hfmodels.cases.settings import Settings
 from pytest_hfmodels.errors import RegistryError, SelectionError
-from pytest_hfmodels.hardware import Device, Hardware
-from pytest_hfmodels.registry import load_registries, load_registry_file
-from pytest_hfmodels.runners import MODES
-from pytest_hfmodels.settings import Settings
+from pytest_hfmodels.modes import MODES
+from pytest_hfmodels.registry.custom_set import load_custom_set
+from pytest_hfmodels.registry.loader import load_registries, load_registry_file
 
 from .conftest import BUILTIN_FAMILIES, DATA
 

@@ -15,17 +15,14 @@ from pathlib import Path
 import pytest
 
 from pytest_hfmodels import cli
-from pytest_hfmodels.db import open_database, write_run
+from pytest_hfmodels.db.environment import RunEnvironment
+from pytest_hfmodels.db.store import open_database, write_run
 from pytest_hfmodels.errors import ResultsError
-from pytest_hfmodels.report import (
-    compare_runs,
-    compatibility_json,
-    load_run_report,
-    write_report,
-)
-from pytest_hfmodels.report_markdown import render_markdown
+from pytest_hfmodels.report.compare import compare_runs
+from pytest_hfmodels.report.markdown import render_markdown
+from pytest_hfmodels.report.queries import load_run_report
+from pytest_hfmodels.report.write import compatibility_json, write_report
 from pytest_hfmodels.results import Measurement, ResultRow
-from pytest_hfmodels.run_environment import RunEnvironment
 
 from . import results_helpers
 

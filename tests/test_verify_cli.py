@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_hfmodels.cli import main
+from pytest_hfmodels.convert.onnx.verify import ModelFileVerifier, verify_and_get_onnx_model
 from pytest_hfmodels.errors import ModelConnectionError, ModelConversionError, ModelFileNotFoundError
-from pytest_hfmodels.verify import ModelFileVerifier, verify_and_get_onnx_model
 
 if TYPE_CHECKING:
     from tests.hubserver import HubServer

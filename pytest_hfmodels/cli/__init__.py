@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ..errors import HFModelsError
+from pytest_hfmodels.errors import HFModelsError
 
 #: command modules, in the order their commands appear in --help
 COMMAND_MODULES: tuple[str, ...] = (

@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from pytest_hfmodels.cli import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cache import default_cache_root
+from pytest_hfmodels.cache.store import default_cache_root
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import cache_admin
+    from pytest_hfmodels.cache import admin as cache_admin
 
     root: Path = args.cache_dir or default_cache_root()
     if args.action == "ls":

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
+import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..convert.parquet_config import ALL_COMPONENTS, COMPRESSIONS, MODEL_TYPES
+from pytest_hfmodels.cache.manifest import RECORD_FILE
+from pytest_hfmodels.convert.parquet.config import ALL_COMPONENTS, COMPRESSIONS, MODEL_TYPES
 
-ONNX_MODULE = "pytest_hfmodels.convert.onnx"
+if TYPE_CHECKING:
+    from pytest_hfmodels.convert.onnx.cached import OnnxExport
 
 
 def register(subparsers: Any) -> None:
@@ -75,21 +79,73 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_onnx(args: argparse.Namespace) -> int:
-    try:
-        onnx_converter = importlib.import_module(ONNX_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != ONNX_MODULE:
-            raise  # the module exists but one of its dependencies is missing: show the real cause
+    """Convert `args.model` to ONNX into `args.output`; print where it went and how it validated."""
+    from pytest_hfmodels.cache.store import default_cache_root
+    from pytest_hfmodels.convert.onnx.cached import export_onnx
+    from pytest_hfmodels.convert.onnx.from_hub import model_folder
+    from pytest_hfmodels.errors import HFModelsError
+
+    quiet = bool(getattr(args, "quiet", False))
+    if getattr(args, "validate", True) is False and not quiet:
         print(
-            f"hfmodels convert: error: --to onnx needs {ONNX_MODULE}, which this installation lacks",
+            "hfmodels convert: note: --no-validate does not apply to --to onnx; ONNX exports are always "
+            "validated against PyTorch",
             file=sys.stderr,
         )
+    try:
+        export = export_onnx(
+            model_folder(str(args.model)),
+            default_cache_root(),
+            opset=getattr(args, "opset", None),
+            exporter=getattr(args, "exporter", None),
+            model_id=str(args.model),
+            progress=not quiet and sys.stderr.isatty(),
+        )
+        written = _copy_out(export, Path(args.output))
+    except HFModelsError as exc:
+        print(f"hfmodels convert: error: {exc}", file=sys.stderr)
         return 1
-    return int(onnx_converter.convert_cli(args))
+    if not quiet:
+        print(_onnx_summary(export, written))
+    return 0
+
+
+def _copy_out(export: OnnxExport, output: Path) -> Path:
+    """Copy the cached conversion (model, external data, record) into `output`, each file atomically."""
+    output.mkdir(parents=True, exist_ok=True)
+    for item in sorted(export.path.parent.iterdir()):
+        if not item.is_file() or item.is_symlink():
+            continue
+        staged = output / f".{item.name}.{os.getpid()}.tmp"
+        try:
+            shutil.copyfile(item, staged)
+            os.replace(staged, output / item.name)
+        finally:
+            staged.unlink(missing_ok=True)
+    return output / export.path.name
+
+
+def _onnx_summary(export: OnnxExport, written: Path) -> str:
+    def shape(shapes: Mapping[str, tuple[int, ...]]) -> str:
+        return ", ".join(f"{name} {'x'.join(map(str, dims))}" for name, dims in shapes.items())
+
+    origin = "converted now" if export.source == "pytorch_conversion" else "from the cache"
+    return "\n".join(
+        (
+            f"wrote {written} ({export.file_size / 1e6:.2f} MB, {origin}; "
+            f"conversion took {export.seconds:.1f} s)",
+            f"  exporter {export.exporter}, opset {export.opset}, spec {export.spec_name}, "
+            f"sha256 {export.sha256[:16]}",
+            f"  exported at {shape(export.export_shape)}",
+            f"  validated in onnxruntime against PyTorch at {shape(export.validation_shape)}: "
+            f"max abs diff {export.max_abs_diff:.3g}, max rel diff {export.max_rel_diff:.3g}",
+            f"  record: {written.parent / RECORD_FILE}",
+        )
+    )
 
 
 def _run_parquet(args: argparse.Namespace) -> int:
-    from ..convert.parquet import ConversionConfig, ModelConverter
+    from pytest_hfmodels.convert.parquet.converter import ConversionConfig, ModelConverter
 
     if args.quiet:
         import transformers

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..db import DEFAULT_DB_PATH, DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cases.settings import DEFAULT_DB_PATH, DEFAULT_LOCK_TIMEOUT_S
 
 
 def register(subparsers: Any) -> None:
@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from ..db_merge import merge_databases
+    from pytest_hfmodels.db.merge import merge_databases
 
     for merged in merge_databases(args.sources, args.into, lock_timeout_s=args.lock_timeout):
         print(f"{merged.path}: {merged.runs_added} runs added, {merged.runs_already_present} already present")
@@ -54,7 +54,7 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from ..db_ingest import ingest_spill
+    from pytest_hfmodels.db.ingest import ingest_spill
 
     db_path = args.db if args.db is not None else args.files[0].parent / DEFAULT_DB_PATH.name
     for item in ingest_spill(db_path, args.files, lock_timeout_s=args.lock_timeout):
@@ -64,9 +64,9 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..db import open_database
-    from ..db_schema import stored_version
-    from ..db_spill import pending_spills
+    from pytest_hfmodels.db.schema import stored_version
+    from pytest_hfmodels.db.spill import pending_spills
+    from pytest_hfmodels.db.store import open_database
 
     con = open_database(args.db, read_only=True, lock_timeout_s=args.lock_timeout)
     try:

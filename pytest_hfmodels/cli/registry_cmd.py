@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..registry import as_table, load_registries
+from pytest_hfmodels.registry.loader import load_registries
+from pytest_hfmodels.registry.select import as_table
 
 
 def register(subparsers: Any) -> None:

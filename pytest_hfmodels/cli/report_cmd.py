@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..db import DEFAULT_DB_PATH
-from ..errors import OptionError
+from pytest_hfmodels.cases.settings import DEFAULT_DB_PATH
+from pytest_hfmodels.errors import OptionError
 
 
 def register(subparsers: Any) -> None:
@@ -68,7 +68,9 @@ def parse_percent(text: str, option: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import compare_runs, latest_run_id, render_comparison, write_report
+    from pytest_hfmodels.report.compare import compare_runs, render_comparison
+    from pytest_hfmodels.report.queries import latest_run_id
+    from pytest_hfmodels.report.write import write_report
 
     if args.compare is not None:
         run_a = parse_run_id(args.compare[0], "--compare")
@@ -85,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     if out is None and args.format == "markdown":
         # The plain command answers on stdout, like the tools it replaces; files need --out.
-        from ..report import load_run_report
-        from ..report_markdown import render_markdown
+        from pytest_hfmodels.report.markdown import render_markdown
+        from pytest_hfmodels.report.queries import load_run_report
 
         sys.stdout.write(render_markdown(load_run_report(args.db, run_id)))
         return 0

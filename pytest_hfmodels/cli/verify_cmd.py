@@ -59,7 +59,7 @@ def _positive_int(text: str) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..verify import ModelFileVerifier
+    from pytest_hfmodels.convert.onnx.verify import ModelFileVerifier
 
     try:
         entries = _entries(args)
@@ -87,7 +87,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_metadata(args: argparse.Namespace) -> int:
-    from ..hub import HubClient
+    from pytest_hfmodels.hub.client import HubClient
 
     metadata = HubClient(token=args.token, offline=args.offline).model_metadata(args.model, args.revision)
     if args.json:

@@ -1,65 +1,18 @@
 """Runners: one module per mode behind one protocol, resolved lazily by mode name.
 
 Adding a mode is one module exposing `RUNNER` (a class implementing `Runner`) and one line in
-`MODES`. This package never imports torch or a runtime at module level.
+`modes.MODES`. This package never imports torch or a runtime at module level.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..hardware import Device
-from ..registry import ModelEntry
-
-
-@dataclass(frozen=True)
-class ModeInfo:
-    """What the plugin needs to know about a mode before importing it."""
-
-    name: str
-    module: str  #: module defining RUNNER
-    hardware: tuple[str, ...]  #: device kinds the mode can run on (base labels)
-    packages: tuple[str, ...]  #: importable modules the mode needs
-    #: modalities whose input size the mode can set: text length in tokens, audio length in seconds
-    sized: tuple[str, ...] = ()
-
-
-MODES: dict[str, ModeInfo] = {
-    info.name: info
-    for info in (
-        ModeInfo(
-            "pipeline",
-            f"{__name__}.pipeline",
-            ("cpu", "cuda", "rocm", "mps"),
-            ("torch", "transformers"),
-            sized=("audio",),  # a pipeline tokenises text itself: its length is the text's
-        ),
-        ModeInfo(
-            "from_pretrained",
-            f"{__name__}.from_pretrained",
-            ("cpu", "cuda", "rocm", "mps"),
-            ("torch", "transformers"),
-            sized=("text", "audio"),
-        ),
-        ModeInfo(
-            "onnxruntime",
-            f"{__name__}.onnxruntime",
-            ("cpu", "cuda", "rocm"),
-            ("onnxruntime", "onnx", "torch", "transformers"),
-            sized=("text",),  # the exported whisper encoder takes exactly 30 s of features
-        ),
-        ModeInfo(
-            "openvino",
-            f"{__name__}.openvino",
-            ("cpu", "ov-gpu", "ov-npu"),
-            ("openvino", "onnx", "torch", "transformers"),
-            sized=("text",),
-        ),
-    )
-}
+from pytest_hfmodels.cases.hardware import Device
+from pytest_hfmodels.modes import MODES
+from pytest_hfmodels.registry.model import ModelEntry
 
 
 class Runner(Protocol):

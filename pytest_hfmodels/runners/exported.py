@@ -11,13 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import checks
-from ..cache import default_cache_root
-from ..errors import NumericalMismatchError
-from ..hardware import Device
-from ..registry import ModelEntry
-from ..threads import limit_torch_threads
-from .inputs import (
+from pytest_hfmodels.cache.store import default_cache_root
+from pytest_hfmodels.cases.hardware import Device
+from pytest_hfmodels.errors import NumericalMismatchError
+from pytest_hfmodels.registry.model import ModelEntry
+from pytest_hfmodels.runners import checks
+from pytest_hfmodels.runners.threads import limit_torch_threads
+from pytest_hfmodels.samples import (
     DECODER_LENGTH,
     SAMPLE_IMAGE_QUESTION,
     SAMPLE_LABELS,
@@ -27,8 +27,8 @@ from .inputs import (
 )
 
 if TYPE_CHECKING:
-    from ..convert.onnx import OnnxExport
-    from ..convert.specs import InputShape
+    from pytest_hfmodels.convert.onnx.cached import OnnxExport
+    from pytest_hfmodels.convert.onnx.specs import InputShape
 
 
 class ExportedModelRunner:
@@ -49,9 +49,9 @@ class ExportedModelRunner:
         self.threads_used: int | None = None  #: the runtime's, set by `load_runtime` where it can tell
 
     def load(self, model_dir: Path) -> None:
-        from ..convert.onnx import export_onnx
-        from ..convert.onnx_export import load_reference
-        from ..convert.specs import read_config, spec_for
+        from pytest_hfmodels.convert.onnx.cached import export_onnx
+        from pytest_hfmodels.convert.onnx.export import load_reference
+        from pytest_hfmodels.convert.onnx.specs import read_config, spec_for
 
         limit_torch_threads(self.threads)  # the export and the PyTorch reference run in this process too
         config = read_config(model_dir)
@@ -80,7 +80,7 @@ class ExportedModelRunner:
         raise NotImplementedError
 
     def check(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-        from ..convert.onnx_export import compare_outputs
+        from pytest_hfmodels.convert.onnx.export import compare_outputs
 
         for name, values in outputs.items():
             checks.check_finite(f"{self.mode}.{name}", values)
@@ -105,7 +105,7 @@ def sample_shape(modality: str, batch_size: int, input_size: int | None) -> Inpu
     """The inputs' shape and texts: those the PyTorch modes give the same model, so modes are timed on
     equal inputs. Contrastive models score `batch_size` images, sounds or videos against the sample labels;
     image-prompt models get one image and the sample question per row."""
-    from ..convert.specs import InputShape
+    from pytest_hfmodels.convert.onnx.specs import InputShape
 
     shape = InputShape(batch_size, input_size, DECODER_LENGTH, SAMPLE_TEXT)
     if modality == "text-image":

@@ -6,12 +6,12 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from .. import checks
-from ..errors import CheckFailed
-from ..hardware import Device
-from ..registry import ModelEntry
-from ..threads import limit_torch_threads
-from .inputs import (
+from pytest_hfmodels.cases.hardware import Device
+from pytest_hfmodels.errors import CheckFailed
+from pytest_hfmodels.registry.model import ModelEntry
+from pytest_hfmodels.runners import checks
+from pytest_hfmodels.runners.threads import limit_torch_threads
+from pytest_hfmodels.samples import (
     DECODER_LENGTH,
     SAMPLE_IMAGE_QUESTION,
     SAMPLE_LABELS,

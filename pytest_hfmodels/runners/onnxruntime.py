@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import HardwareUnavailableError
-from .exported import ExportedModelRunner
+from pytest_hfmodels.errors import HardwareUnavailableError
+from pytest_hfmodels.runners.exported import ExportedModelRunner
 
 #: device kind -> execution provider
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "rocm": "ROCMExecutionProvider"}

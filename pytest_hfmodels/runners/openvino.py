@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckFailed, HardwareUnavailableError
-from .exported import ExportedModelRunner
+from pytest_hfmodels.errors import CheckFailed, HardwareUnavailableError
+from pytest_hfmodels.runners.exported import ExportedModelRunner
 
 #: OpenVINO element type name -> the precision names the result rows use
 PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_hfmodels.cases import Case
-from pytest_hfmodels.hardware import Device
-from pytest_hfmodels.record import CaseRecord
+from pytest_hfmodels.cases.expand import Case
+from pytest_hfmodels.cases.hardware import Device
+from pytest_hfmodels.execution.case_record import CaseRecord
+from pytest_hfmodels.plugin.session import PluginSession
 from pytest_hfmodels.runners import Runner
-from pytest_hfmodels.session import PluginSession
 
 
 def test_model(

@@ -1,0 +1,272 @@
+"""Frozen run settings, built from command-line options, their ini twins and the environment.
+
+`pytest.Config` is read through a small `getoption` / `getini` pair so this module stays free of
+pytest imports and of I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_hfmodels.cases.hardware import parse_hardware_list
+from pytest_hfmodels.errors import OptionError
+
+MODEL_SETS = ("small", "key", "all", "custom")
+DEFAULT_MODES = ("pipeline", "from_pretrained")
+# The input sweep every case is measured over unless the options narrow it: the batch sizes and
+# text lengths serving usually sees, and a short and a longer utterance. Images come at the size
+# the model's processor makes them.
+DEFAULT_BATCH_SIZES = (1, 4, 8)
+DEFAULT_SEQ_LENGTHS = (32, 128)
+DEFAULT_AUDIO_SECONDS = (1, 5)
+#: where results go (relative to the rootdir, beside the ini file); how long a locked database is awaited
+DEFAULT_DB_PATH = Path(".hfmodels") / "results.duckdb"
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How a case is timed; the defaults here are the only place they are written."""
+
+    warmup: int = 3  #: untimed calls before the rounds
+    min_rounds: int = 10
+    min_time_s: float = 0.1  #: rounds go on until this much time was measured too
+    max_rounds: int = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user asked for; every field has one meaning and one source of truth."""
+
+    families: tuple[str, ...]
+    models: tuple[str, ...]
+    model_set: str
+    modes: tuple[str, ...]
+    hardware: str  #: best | all | cpu | list
+    hardware_list: tuple[str, ...]  #: with hardware == "list"
+    registry_dirs: tuple[Path, ...]
+    cache_dir: Path | None
+    offline: bool
+    list_models: bool
+    #: a selection option was given: run the built-in generated suite
+    suite_requested: bool
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    seq_lengths: tuple[int, ...] = DEFAULT_SEQ_LENGTHS  #: text lengths in tokens to sweep
+    audio_seconds: tuple[int, ...] = DEFAULT_AUDIO_SECONDS  #: audio lengths in seconds to sweep
+    verify_only: bool = False  #: check outputs, skip timing
+    benchmark_only: bool = False  #: time, skip output checks
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    models_file: Path | None = None  #: the custom set's file (--hf-set custom)
+    pool_memory_mb: float | None = None  #: budget of loaded models per process; None: a quarter of RAM
+    #: CPU threads per runtime (--hf-threads); None: the runtime's default, or a fair share under xdist
+    threads: int | None = None
+    db_path: Path | None = None  #: the results database; None: results are not stored (--hf-no-db)
+    json_path: Path | None = None  #: also write the run's results as the original tools' JSON
+    db_lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S  #: wait this long for a locked database, then spill
+
+
+def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Flatten repeated options and comma lists: ["a,b", "c"] -> ("a", "b", "c")."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    items: list[str] = []
+    for value in values:
+        items.extend(part.strip() for part in str(value).replace("\n", ",").split(",") if part.strip())
+    return tuple(dict.fromkeys(items))
+
+
+def build_settings(
+    getoption: Callable[[str], Any],
+    getini: Callable[[str], Any],
+    rootdir: Path,
+    known_modes: Iterable[str],
+    *,
+    invocation_dir: Path | None = None,
+    has_inifile: bool = True,
+) -> Settings:
+    """`invocation_dir`: where pytest was started (paths given as options are relative to it);
+    `has_inifile`: the rootdir came from an ini file, so the database is kept beside it."""
+    invocation_dir = invocation_dir or rootdir
+    families = split_list(getoption("hf_family")) or split_list(getini("hf_families"))
+    models = split_list(getoption("hf_model")) or split_list(getini("hf_models"))
+    model_set = getoption("hf_set") or getini("hf_set") or "small"
+    if model_set not in MODEL_SETS:
+        raise OptionError(f"hf_set: {model_set!r} is not one of {', '.join(MODEL_SETS)}")
+    modes = split_list(getoption("hf_mode")) or split_list(getini("hf_modes")) or DEFAULT_MODES
+    known = tuple(known_modes)
+    for mode in modes:
+        if mode not in known:
+            raise OptionError(f"--hf-mode: unknown mode {mode!r} (known: {', '.join(known)})")
+
+    all_hw, cpu_only = bool(getoption("hf_all_hardware")), bool(getoption("hf_cpu_only"))
+    listed = getoption("hf_hardware") or getini("hf_hardware")
+    if sum((all_hw, cpu_only, bool(getoption("hf_hardware")))) > 1:
+        raise OptionError("--all-hardware, --cpu-only and --hf-hardware exclude each other: give one")
+    hardware_list = parse_hardware_list(listed) if isinstance(listed, str) and listed else ()
+    hardware = "all" if all_hw else "cpu" if cpu_only else "list" if hardware_list else "best"
+
+    registry_dirs = [Path(d) for d in getoption("hf_registry") or ()]
+    registry_dirs += [_relative_to(rootdir, d) for d in split_list(getini("hf_registry_dirs"))]
+    cache = getoption("hf_cache_dir") or getini("hf_cache_dir")
+    offline = (
+        bool(getoption("hf_offline"))
+        or _truthy(getini("hf_offline"))
+        or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+    )
+    verify_only, benchmark_only = bool(getoption("hf_verify_only")), bool(getoption("hf_benchmark_only"))
+    if verify_only and benchmark_only:
+        raise OptionError("--hf-verify-only and --hf-benchmark-only exclude each other: give one")
+    batch_sizes = _ints_or(
+        "--hf-batch-sizes", getoption("hf_batch_sizes") or getini("hf_batch_sizes"), DEFAULT_BATCH_SIZES
+    )
+    measure = MeasureConfig(
+        warmup=_int_option("--hf-warmup", getoption("hf_warmup"), MeasureConfig.warmup, minimum=0),
+        min_rounds=_int_option("--hf-rounds", getoption("hf_rounds"), MeasureConfig.min_rounds, minimum=1),
+        min_time_s=float(
+            getoption("hf_min_time") if getoption("hf_min_time") is not None else MeasureConfig.min_time_s
+        ),
+    )
+    selection_given = any(
+        getoption(name)
+        for name in (
+            "hf_family",
+            "hf_model",
+            "hf_set",
+            "hf_mode",
+            "hf_all_hardware",
+            "hf_cpu_only",
+            "hf_hardware",
+            "hf_batch_sizes",
+            "hf_seq_lengths",
+            "hf_audio_seconds",
+        )
+    )
+    return Settings(
+        families=families,
+        models=models,
+        model_set=model_set,
+        modes=modes,
+        hardware=hardware,
+        hardware_list=hardware_list,
+        registry_dirs=tuple(dict.fromkeys(registry_dirs)),
+        cache_dir=Path(cache).expanduser() if cache else None,
+        offline=offline,
+        list_models=bool(getoption("hf_list_models")),
+        suite_requested=selection_given,
+        models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
+        pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),
+        batch_sizes=batch_sizes,
+        seq_lengths=_ints_or(
+            "--hf-seq-lengths", getoption("hf_seq_lengths") or getini("hf_seq_lengths"), DEFAULT_SEQ_LENGTHS
+        ),
+        audio_seconds=_ints_or(
+            "--hf-audio-seconds",
+            getoption("hf_audio_seconds") or getini("hf_audio_seconds"),
+            DEFAULT_AUDIO_SECONDS,
+        ),
+        threads=_threads(getoption("hf_threads") or getini("hf_threads")),
+        verify_only=verify_only,
+        benchmark_only=benchmark_only,
+        measure=measure,
+        db_path=_db_path(getoption, getini, rootdir if has_inifile else invocation_dir, invocation_dir),
+        json_path=invocation_dir / getoption("hf_json") if getoption("hf_json") else None,
+        db_lock_timeout_s=_lock_timeout(getoption("hf_db_timeout"), getini("hf_db_timeout")),
+    )
+
+
+def _db_path(
+    getoption: Callable[[str], Any], getini: Callable[[str], Any], base: Path, invocation_dir: Path
+) -> Path | None:
+    if getoption("hf_no_db"):
+        return None
+    if getoption("hf_db"):
+        return invocation_dir / str(getoption("hf_db"))
+    # Beside the project's ini file, like .pytest_cache. Without one, pytest guesses the rootdir
+    # from path-like arguments (an option's value such as --hf-registry DIR counts), so the
+    # directory pytest was started in is the predictable place.
+    return base / str(getini("hf_db") or DEFAULT_DB_PATH)
+
+
+def parse_seconds(option: str, text: str) -> float:
+    """A non-negative number of seconds; anything else is an error naming the option."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"{option}: {text!r} is not a number of seconds") from None
+    if value < 0:
+        raise OptionError(f"{option}: {text!r} is negative")
+    return value
+
+
+def _lock_timeout(option: Any, ini: Any) -> float:
+    if option is not None:
+        return float(option)
+    if ini in (None, ""):
+        return DEFAULT_LOCK_TIMEOUT_S
+    return parse_seconds("ini hf_db_timeout", str(ini))
+
+
+def parse_int_list(option: str, value: str) -> tuple[int, ...]:
+    """ "1,4,8" -> (1, 4, 8); anything but positive integers is an error naming the option."""
+    numbers = []
+    for item in split_list(value):
+        if not item.isdigit() or int(item) < 1:
+            raise OptionError(f"{option}: {item!r} is not a positive integer")
+        numbers.append(int(item))
+    if not numbers:
+        raise OptionError(f"{option}: no values given")
+    return tuple(numbers)
+
+
+def _ints_or(option: str, value: Any, default: tuple[int, ...]) -> tuple[int, ...]:
+    return parse_int_list(option, str(value)) if value else default
+
+
+def _threads(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    numbers = parse_int_list("--hf-threads", str(value))
+    if len(numbers) != 1:
+        raise OptionError(f"--hf-threads: {value!r} is not one positive integer")
+    return numbers[0]
+
+
+def _models_file(model_set: str, value: Any, rootdir: Path) -> Path | None:
+    if model_set == "custom" and not value:
+        raise OptionError("--hf-set custom needs --hf-models-file PATH (or the ini option hf_models_file)")
+    return _relative_to(rootdir, str(value)) if value else None
+
+
+def _pool_budget(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        budget = float(value)
+    except ValueError:
+        raise OptionError(f"--hf-pool-memory-mb: {value!r} is not a number of MiB") from None
+    if budget < 0:
+        raise OptionError(f"--hf-pool-memory-mb: must be >= 0, got {value}")
+    return budget
+
+
+def _int_option(option: str, value: Any, default: int, minimum: int) -> int:
+    if value is None:
+        return default
+    if int(value) < minimum:
+        raise OptionError(f"{option}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _relative_to(rootdir: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else rootdir / path
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,177 @@
+"""PyTorch -> ONNX, validated in onnxruntime against PyTorch at another shape, cached once per machine.
+
+A conversion is built under the cache's file lock in a temporary folder and renamed into
+`<cache_root>/onnx/<family>-<key>/` only after it validated, so concurrent callers (xdist workers,
+processes) get exactly one conversion and a failed one leaves nothing behind. The key covers the
+model files' content, the export spec, the exporter asked for, the opset, the tolerances and the
+versions of torch, transformers, onnx and onnxscript.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pytest_hfmodels.cache.manifest import RECORD_FILE, file_sha256, intact_record, read_record, write_record
+from pytest_hfmodels.cache.store import build_once, content_key
+from pytest_hfmodels.convert.onnx.build import ONNX_FILE, convert, library_versions
+from pytest_hfmodels.convert.onnx.specs import EXPORTERS, ExportSpec, read_config, spec_for
+from pytest_hfmodels.errors import ModelConversionError
+from pytest_hfmodels.registry.model import Tolerances
+
+#: bump when the way a conversion is made changes, so old cache entries are not reused
+BUILDER_VERSION = 1
+#: one JSON line per conversion actually built, appended under the entry's lock
+BUILD_LOG = "conversions.log"
+#: weight files whose bytes decide the model's content hash (with config.json)
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+#: how long a caller waits for another process's conversion of the same model
+LOCK_TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """A validated ONNX file and how it was made."""
+
+    path: Path  #: model.onnx inside its cache folder (external data, if any, beside it)
+    exporter: str  #: legacy | dynamo: the exporter that produced the file
+    opset: int
+    seconds: float  #: wall time of the conversion that built it (load, export, validate)
+    file_size: int  #: bytes of model.onnx and its external data
+    sha256: str  #: of model.onnx
+    max_abs_diff: float  #: onnxruntime vs PyTorch at the validation shape
+    max_rel_diff: float
+    validation_shape: Mapping[str, tuple[int, ...]]  #: input name -> shape it was validated at
+    export_shape: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    source: str = "pytorch_conversion"  #: pytorch_conversion (built by this call) | cache
+    spec_name: str = ""
+
+    @property
+    def status(self) -> str:
+        return "converted" if self.source == "pytorch_conversion" else "cached"
+
+
+def export_onnx(
+    model_dir: str | os.PathLike[str],
+    cache_root: str | os.PathLike[str],
+    spec: ExportSpec | None = None,
+    opset: int | None = None,
+    exporter: str | None = None,
+    *,
+    tolerances: Tolerances | None = None,
+    model_id: str | None = None,
+    progress: bool = False,
+) -> OnnxExport:
+    """The validated ONNX export of the model in `model_dir`, from the cache or converted now.
+
+    `exporter` None means the spec's preferred exporter with the other as fallback; naming one
+    uses only that one. `opset` None means the spec's (18).
+    """
+    model_dir, cache_root = Path(model_dir), Path(cache_root)
+    config = read_config(model_dir)
+    spec = spec or spec_for(model_dir, config)
+    opset = opset or spec.opset
+    if exporter is not None and exporter not in EXPORTERS:
+        raise ModelConversionError(f"exporter {exporter!r}: not one of {', '.join(EXPORTERS)}")
+    order = (exporter,) if exporter else (spec.exporter, spec.fallback)
+    tol = tolerances or Tolerances()
+    key = content_key(
+        BUILDER_VERSION,
+        model_content_hash(model_dir),
+        spec.as_json(),
+        exporter or "auto",
+        opset,
+        [tol.atol, tol.rtol],
+        library_versions(),
+    )
+    target = cache_root / "onnx" / f"{spec.name}-{key}"
+    built: list[bool] = []
+
+    def build(tmp: Path) -> None:
+        record = convert(model_dir, tmp, spec, order, opset, tol, progress)
+        record.update(model_id=model_id or str(model_dir), model_dir=str(model_dir), cache_key=key)
+        write_record(tmp, record)
+        _append_build_log(cache_root, target.name, record)
+        built.append(True)
+
+    # Waiters hold on while another process converts; large models take many minutes.
+    build_once(target, build, lock_timeout=LOCK_TIMEOUT_S)
+    record = read_record(target) if built else intact_record(target)
+    if record is None:
+        # A corrupted conversion is never served: set it aside under the lock and convert again.
+        _discard(target)
+        build_once(target, build, lock_timeout=LOCK_TIMEOUT_S)
+        record = read_record(target)
+    if record is None:
+        raise ModelConversionError(f"{target / RECORD_FILE}: unreadable conversion record")
+    # The folder's mtime says when it was last used, for clean-up; a read-only shared cache still serves.
+    with suppress(OSError):
+        os.utime(target)
+    return _export_of(target, record, "pytorch_conversion" if built else "cache")
+
+
+def model_content_hash(model_dir: Path) -> str:
+    """sha256 over config.json and the weight files, names included (their folder's path is not)."""
+    files = [model_dir / "config.json"]
+    for pattern in WEIGHT_PATTERNS:
+        files.extend(sorted(model_dir.glob(pattern)))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def _export_of(folder: Path, record: Mapping[str, Any], source: str) -> OnnxExport:
+    def shapes(data: Mapping[str, Any]) -> Mapping[str, tuple[int, ...]]:
+        return MappingProxyType({k: tuple(v) for k, v in data.items()})
+
+    return OnnxExport(
+        path=folder / ONNX_FILE,
+        exporter=record["exporter"],
+        opset=int(record["opset"]),
+        seconds=float(record["seconds"]),
+        file_size=int(record["size"]),
+        sha256=record["sha256"],
+        max_abs_diff=float(record["max_abs_diff"]),
+        max_rel_diff=float(record["max_rel_diff"]),
+        validation_shape=shapes(record["validation_shape"]),
+        export_shape=shapes(record["export_shape"]),
+        source=source,
+        spec_name=record["spec"]["name"],
+    )
+
+
+def _append_build_log(cache_root: Path, entry: str, record: Mapping[str, Any]) -> None:
+    line = json.dumps(
+        {
+            "entry": entry,
+            "pid": os.getpid(),
+            "exporter": record["exporter"],
+            "seconds": record["seconds"],
+            "at": time.time(),
+        }
+    )
+    # One short O_APPEND write per line: concurrent builders of other entries cannot interleave it.
+    with (cache_root / "onnx" / BUILD_LOG).open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
+
+
+def _discard(target: Path) -> None:
+    import shutil
+
+    from filelock import FileLock
+
+    with FileLock(str(target) + ".lock"):
+        if target.is_dir() and intact_record(target) is None:
+            aside = target.with_name(f".{target.name}.corrupt-{os.getpid()}.tmp")
+            os.replace(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)

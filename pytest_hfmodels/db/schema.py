@@ -1,0 +1,245 @@
+"""The results database's schema as numbered migrations, applied in one transaction on open.
+
+Version 1 is the first layout: models, hardware, runs, per-case compatibility and performance.
+Version 2 adds ONNX tracking (conversion registry, ONNX columns on performance rows) and the
+views and macros that answer "what runs where" and "is this model converted". Version 3 adds the
+CPU threads each runtime used and the audio length of audio cases. Version 4 says whether a
+case's model came loaded from an earlier case (its load_time_s is then that load's).
+Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from pytest_hfmodels.errors import ResultsError
+
+if TYPE_CHECKING:
+    import duckdb
+
+SCHEMA_V1: tuple[str, ...] = (
+    "CREATE SEQUENCE test_runs_id_seq START 1",
+    """CREATE TABLE models (
+        model_id VARCHAR PRIMARY KEY,  -- Hub repo id, or the local path a model was loaded from
+        model_key VARCHAR,             -- registry key, as in test ids
+        family VARCHAR,
+        task VARCHAR,
+        source VARCHAR,
+        model_type VARCHAR,            -- config.json model_type
+        architecture VARCHAR,
+        parameters BIGINT
+    )""",
+    """CREATE TABLE hardware_platforms (
+        hardware_key VARCHAR PRIMARY KEY,  -- label '|' device name: one row per distinct device
+        label VARCHAR NOT NULL,            -- cpu, cuda, ov-gpu... as in test ids
+        hardware_type VARCHAR,
+        device_name VARCHAR,
+        memory_mb DOUBLE,
+        driver_version VARCHAR,
+        library_versions JSON
+    )""",
+    """CREATE TABLE test_runs (
+        run_id BIGINT PRIMARY KEY DEFAULT nextval('test_runs_id_seq'),
+        run_uid VARCHAR NOT NULL UNIQUE,  -- stable across merges and re-ingests
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        command_line VARCHAR,
+        git_commit VARCHAR,
+        host VARCHAR,
+        python_version VARCHAR,
+        platform VARCHAR,
+        package_versions JSON,
+        hardware JSON,
+        exit_status INTEGER,              -- pytest's exit status; NULL when not known
+        success BOOLEAN NOT NULL          -- no case of the run failed
+    )""",
+    """CREATE TABLE performance_results (
+        run_id BIGINT NOT NULL,
+        case_id VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        hardware_key VARCHAR NOT NULL,
+        hardware VARCHAR NOT NULL,
+        mode VARCHAR NOT NULL,
+        batch_size INTEGER,
+        sequence_length INTEGER,
+        precision VARCHAR,
+        latency_mean_ms DOUBLE,
+        latency_p50_ms DOUBLE,
+        latency_p90_ms DOUBLE,
+        latency_p95_ms DOUBLE,
+        latency_p99_ms DOUBLE,
+        latency_stdev_ms DOUBLE,
+        throughput_per_s DOUBLE,
+        peak_memory_mb DOUBLE,
+        load_time_s DOUBLE,
+        first_call_ms DOUBLE,
+        iterations INTEGER,
+        warmup INTEGER,
+        timer VARCHAR,
+        contended BOOLEAN,
+        PRIMARY KEY (run_id, case_id)
+    )""",
+    """CREATE TABLE hardware_compatibility (
+        run_id BIGINT NOT NULL,
+        case_id VARCHAR NOT NULL,
+        nodeid VARCHAR,
+        model_id VARCHAR NOT NULL,
+        model_key VARCHAR,
+        hardware_key VARCHAR NOT NULL,
+        hardware VARCHAR NOT NULL,
+        mode VARCHAR NOT NULL,
+        batch_size INTEGER,
+        status VARCHAR NOT NULL CHECK (status IN ('pass', 'fail', 'skip')),
+        error_class VARCHAR,
+        error_message VARCHAR,
+        suggested_fix VARCHAR,
+        duration_s DOUBLE,
+        worker VARCHAR,
+        PRIMARY KEY (run_id, case_id)
+    )""",
+)
+
+# Per run, one verdict per model x mode x device: a single failing case fails the cell.
+_RUN_COMPATIBILITY = """CREATE VIEW run_compatibility AS
+    SELECT h.run_id, r.started_at, r.host, h.model_id, any_value(h.model_key) AS model_key,
+           h.mode, h.hardware, h.hardware_key, any_value(p.device_name) AS device_name,
+           CASE WHEN count(*) FILTER (WHERE h.status = 'fail') > 0 THEN 'fail'
+                WHEN count(*) FILTER (WHERE h.status = 'pass') > 0 THEN 'pass'
+                ELSE 'skip' END AS status,
+           count(*) FILTER (WHERE h.status = 'pass') AS passed,
+           count(*) FILTER (WHERE h.status = 'fail') AS failed,
+           count(*) FILTER (WHERE h.status = 'skip') AS skipped,
+           -- the first failure explains the cell; a skip reason only when nothing failed
+           arg_min(h.error_class, (CASE h.status WHEN 'fail' THEN '0' ELSE '1' END) || h.case_id)
+               FILTER (WHERE h.status <> 'pass') AS error_class,
+           arg_min(h.error_message, (CASE h.status WHEN 'fail' THEN '0' ELSE '1' END) || h.case_id)
+               FILTER (WHERE h.status <> 'pass') AS error_message,
+           arg_min(h.suggested_fix, (CASE h.status WHEN 'fail' THEN '0' ELSE '1' END) || h.case_id)
+               FILTER (WHERE h.status <> 'pass') AS suggested_fix
+    FROM hardware_compatibility h
+    JOIN test_runs r USING (run_id)
+    LEFT JOIN hardware_platforms p USING (hardware_key)
+    GROUP BY h.run_id, r.started_at, r.host, h.model_id, h.mode, h.hardware, h.hardware_key"""
+
+SCHEMA_V2: tuple[str, ...] = (
+    # onnx_source: huggingface | pytorch_conversion | cache
+    "ALTER TABLE performance_results ADD COLUMN onnx_source VARCHAR",
+    "ALTER TABLE performance_results ADD COLUMN onnx_conversion_status VARCHAR",
+    "ALTER TABLE performance_results ADD COLUMN onnx_conversion_time DOUBLE",  # seconds
+    "ALTER TABLE performance_results ADD COLUMN onnx_local_path VARCHAR",
+    """CREATE TABLE onnx_conversions (
+        model_id VARCHAR NOT NULL,
+        model_type VARCHAR,
+        onnx_path VARCHAR NOT NULL,      -- file name inside the repo the export stands for
+        local_path VARCHAR,              -- where the exported file lies on the converting machine
+        conversion_time_s DOUBLE,
+        config JSON,                     -- export settings (dynamic axes, inputs...)
+        success BOOLEAN NOT NULL,
+        error VARCHAR,
+        opset INTEGER,
+        exporter VARCHAR,
+        file_size_bytes BIGINT,
+        sha256 VARCHAR,
+        max_abs_diff DOUBLE,             -- largest |onnx - pytorch| seen in validation
+        converted_at TIMESTAMP NOT NULL,
+        last_used_at TIMESTAMP,
+        use_count BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (model_id, onnx_path)
+    )""",
+    _RUN_COMPATIBILITY,
+    """CREATE VIEW compatibility_matrix AS
+        SELECT * EXCLUDE (recency) FROM (
+            SELECT *, row_number() OVER (
+                PARTITION BY model_id, mode, hardware_key ORDER BY started_at DESC, run_id DESC) AS recency
+            FROM run_compatibility)
+        WHERE recency = 1""",
+    """CREATE VIEW model_onnx_registry AS
+        SELECT c.model_id, m.model_key, m.family, coalesce(c.model_type, m.model_type) AS model_type,
+               c.onnx_path, c.local_path, c.success, c.error, c.opset, c.exporter, c.file_size_bytes,
+               c.sha256, c.max_abs_diff, c.conversion_time_s, c.config, c.converted_at, c.last_used_at,
+               c.use_count
+        FROM onnx_conversions c LEFT JOIN models m USING (model_id)""",
+    # Macro parameters must not share a column's name, or DuckDB reports a conflict.
+    """CREATE MACRO has_converted_onnx(for_model) AS
+        EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model AND c.success)""",
+    """CREATE MACRO get_onnx_status(for_model) AS
+        CASE WHEN EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model AND c.success)
+                 THEN 'converted'
+             WHEN EXISTS (SELECT 1 FROM performance_results p
+                          WHERE p.model_id = for_model AND p.onnx_source = 'huggingface')
+                 THEN 'on_hub'
+             WHEN EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model)
+                 THEN 'failed'
+             ELSE 'none' END""",
+)
+
+SCHEMA_V3: tuple[str, ...] = (
+    # Under xdist each worker's runtime gets a share of the CPUs: timings mean little without it.
+    "ALTER TABLE performance_results ADD COLUMN threads INTEGER",
+    # Two audio cases of one batch differ only in their length: without it they are one key.
+    "ALTER TABLE performance_results ADD COLUMN audio_seconds DOUBLE",
+)
+
+SCHEMA_V4: tuple[str, ...] = (
+    # Every case stores the load time of the model it ran on; most reuse one loaded before.
+    "ALTER TABLE performance_results ADD COLUMN model_reused BOOLEAN",
+)
+
+#: statements that bring a database from version N-1 to N, by N
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    applied_at TIMESTAMP NOT NULL
+)"""
+
+
+def stored_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version of the open database; 0 for an empty one."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+        ["schema_version"],
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; a failed COMMIT may already have ended it."""
+    import duckdb
+
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+
+
+def migrate(con: duckdb.DuckDBPyConnection, where: str) -> int:
+    """Bring the database to SCHEMA_VERSION in one transaction; returns the version found before."""
+    import duckdb
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(_VERSION_TABLE)
+        found = stored_version(con)
+        if found > SCHEMA_VERSION:
+            raise ResultsError(
+                f"{where}: schema version {found} is newer than this pytest-hfmodels understands "
+                f"({SCHEMA_VERSION}); upgrade pytest-hfmodels"
+            )
+        applied_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, applied_at])
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        rollback(con)
+        raise ResultsError(f"{where}: could not migrate the results database: {exc}") from exc
+    except BaseException:
+        rollback(con)
+        raise
+    return found

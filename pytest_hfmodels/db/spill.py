@@ -1,0 +1,194 @@
+"""Result rows as one Arrow table: what a run inserts, and what it spills when it cannot insert.
+
+The same table is bulk-inserted into DuckDB and, when the database cannot be written (locked by
+another process, unreadable), saved as a Parquet spill file beside it. The spill file carries
+the run environment in its metadata, so `ingest_spill` later stores exactly what would have
+been stored. Files are written under a temporary name and renamed, so a reader never sees half
+of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_hfmodels.db.environment import HF_TOKEN_PATTERN, REDACTED, RunEnvironment, secret_values
+from pytest_hfmodels.errors import ResultsError
+from pytest_hfmodels.results import Measurement, ResultRow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Parquet metadata key holding what the spill file is and the run it belongs to
+SPILL_METADATA_KEY = b"hfmodels.spill"
+SPILL_FORMAT = 1
+SPILL_GLOB = "spill-*.parquet"
+
+ROW_FIELDS = tuple(f for f in dataclasses.fields(ResultRow) if f.name != "measurement")
+MEASUREMENT_FIELDS = dataclasses.fields(Measurement)
+
+
+def _arrow_type(annotation: object) -> pa.DataType:
+    import pyarrow as pa
+
+    # results.py uses postponed annotations, so field types arrive as text like "int | None".
+    base = str(annotation).replace(" | None", "").strip()
+    types: dict[str, pa.DataType] = {
+        "str": pa.string(),
+        "float": pa.float64(),
+        "int": pa.int64(),
+        "bool": pa.bool_(),
+    }
+    if base not in types:
+        raise TypeError(f"no Arrow type for a result field annotated {annotation!r}")
+    return types[base]
+
+
+def row_schema() -> pa.Schema:
+    """Arrow schema of flattened rows: ResultRow fields, then Measurement fields."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, _arrow_type(f.type)) for f in (*ROW_FIELDS, *MEASUREMENT_FIELDS)])
+
+
+_ROW_GETTER = operator.attrgetter(*(f.name for f in ROW_FIELDS))
+_MEASUREMENT_GETTER = operator.attrgetter(*(f.name for f in MEASUREMENT_FIELDS))
+
+
+def _transpose(records: list[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    return list(zip(*records, strict=True)) if records else [() for _ in range(width)]
+
+
+def rows_table(rows: Iterable[ResultRow]) -> pa.Table:
+    """Rows as an Arrow table, one per case id (the last wins), with secrets scrubbed from text."""
+    import pyarrow as pa
+
+    schema = row_schema()
+    unique = list({row.case_id: row for row in rows}.values())
+    # One C-level attrgetter call per row, then a transpose: per-field getattr loops cost seconds
+    # at 100k rows.
+    row_values = _transpose([_ROW_GETTER(row) for row in unique], len(ROW_FIELDS))
+    measurement_values = _transpose(
+        [_MEASUREMENT_GETTER(row.measurement) for row in unique], len(MEASUREMENT_FIELDS)
+    )
+    columns = [
+        pa.array(values, schema.field(f.name).type)
+        for f, values in zip(
+            (*ROW_FIELDS, *MEASUREMENT_FIELDS), (*row_values, *measurement_values), strict=True
+        )
+    ]
+    return pa.Table.from_arrays([scrub_text_array(column) for column in columns], schema=schema)
+
+
+def scrub_text_array(array: pa.Array) -> pa.Array:
+    """`scrub_secrets` for a whole Arrow column at once (other types pass through)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_string(array.type):
+        return array
+    # Column-wise in Arrow's kernels: per-value Python regexes cost more than the insert itself.
+    for value in secret_values():
+        array = pc.replace_substring(array, value, REDACTED)
+    return pc.replace_substring_regex(array, HF_TOKEN_PATTERN.pattern, REDACTED)
+
+
+@dataclass(frozen=True)
+class SpillFile:
+    """The contents of one spill file."""
+
+    path: Path
+    kind: str  #: "run" (a test run's rows) or "onnx_conversion"
+    table: pa.Table
+    environment: RunEnvironment | None  #: set for kind "run"
+    exit_status: int | None
+
+
+def _spill_name(now: datetime) -> str:
+    return f"spill-{now.strftime('%Y%m%dT%H%M%S%fZ')}-{os.getpid()}.parquet"
+
+
+def write_spill(
+    directory: Path,
+    table: pa.Table,
+    *,
+    kind: str,
+    environment: RunEnvironment | None = None,
+    exit_status: int | None = None,
+) -> Path:
+    """Save `table` as a new spill file in `directory`; returns its path."""
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / _spill_name(datetime.now(timezone.utc))
+    description = {
+        "format": SPILL_FORMAT,
+        "kind": kind,
+        "environment": environment.to_dict() if environment else None,
+        "exit_status": exit_status,
+    }
+    metadata = dict(table.schema.metadata or {})
+    metadata[SPILL_METADATA_KEY] = json.dumps(description).encode()
+    # A leading dot keeps the half-written file out of `spill-*.parquet` globs.
+    temporary = directory / f".{target.name}.tmp"
+    try:
+        pq.write_table(table.replace_schema_metadata(metadata), temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ResultsError(f"{target}: could not write the spill file: {exc}") from exc
+    return target
+
+
+def read_spill(path: Path) -> SpillFile:
+    """Read a spill file written by `write_spill`; errors name the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"{path}: not a readable spill file: {exc}") from exc
+    raw = (table.schema.metadata or {}).get(SPILL_METADATA_KEY)
+    if raw is None:
+        raise ResultsError(
+            f"{path}: not a pytest-hfmodels spill file (no {SPILL_METADATA_KEY.decode()} metadata)"
+        )
+    description: Mapping[str, Any] = json.loads(raw)
+    if description.get("format") != SPILL_FORMAT:
+        raise ResultsError(f"{path}: spill format {description.get('format')!r} is not {SPILL_FORMAT}")
+    environment = description.get("environment")
+    table = table.replace_schema_metadata(None)
+    if description["kind"] == "run":
+        table = _with_missing_columns(table, row_schema())
+    return SpillFile(
+        path=path,
+        kind=str(description["kind"]),
+        table=table,
+        environment=RunEnvironment.from_dict(environment) if environment else None,
+        exit_status=description.get("exit_status"),
+    )
+
+
+def _with_missing_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A spill file written before a column existed gets it as nulls: nothing was measured there."""
+    import pyarrow as pa
+
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
+
+
+def pending_spills(db_path: Path) -> list[Path]:
+    """Spill files waiting beside a database, oldest first."""
+    return sorted(db_path.parent.glob(SPILL_GLOB))

@@ -1,0 +1,98 @@
+"""Loaded models reused across the cases of one process, released least recently used first
+when the models held together would pass a memory budget.
+
+Cases are grouped by model for xdist (`xdist_group` marks, `--dist loadgroup`), so with a pool a
+model is loaded once per worker however many modes, devices and batch sizes it is tested in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_hfmodels.cases.expand import Case
+from pytest_hfmodels.cases.hardware import Hardware
+from pytest_hfmodels.execution.measure import current_rss_mb
+from pytest_hfmodels.runners import Runner, runner_class
+from pytest_hfmodels.sources.resolve import ModelFiles
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A runner in the pool and what loading it cost."""
+
+    runner: Runner
+    load_time_s: float
+    memory_mb: float  #: resident memory the load added (measured), at least the weights' size
+
+
+def default_budget_mb() -> float:
+    """A quarter of physical memory: room for the models plus the work done with them."""
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20 / 4
+    return 4096.0
+
+
+class RunnerPool:
+    def __init__(
+        self, budget_mb: float | None = None, cache_root: Path | None = None, threads: int | None = None
+    ) -> None:
+        self.budget_mb = default_budget_mb() if budget_mb is None else budget_mb
+        self.cache_root = cache_root  #: where runners that convert (onnxruntime, openvino) cache files
+        self.threads = threads  #: CPU threads per runtime (threads.thread_budget); None: their default
+        self._loaded: OrderedDict[tuple[str, str, str], Loaded] = OrderedDict()
+        self.released: list[tuple[str, str, str]] = []  #: eviction order, for reports and tests
+
+    @property
+    def held_mb(self) -> float:
+        return sum(item.memory_mb for item in self._loaded.values())
+
+    def get(self, case: Case, hardware: Hardware, files: ModelFiles) -> tuple[Loaded, bool]:
+        """The case's runner, loaded, with what its load cost; and whether an earlier case loaded it."""
+        key = (case.entry.key, case.mode, case.hardware)
+        if key in self._loaded:
+            self._loaded.move_to_end(key)
+            return self._loaded[key], True
+        device = hardware.get(case.hardware)
+        assert device is not None  # the hf_device fixture skipped absent devices before this
+        runner = runner_class(case.mode)(case.entry, device)
+        runner.threads = self.threads
+        if self.cache_root is not None and hasattr(runner, "cache_root"):
+            runner.cache_root = self.cache_root
+        rss_before, start = current_rss_mb(), time.perf_counter()
+        runner.load(files.path)
+        load_time = time.perf_counter() - start
+        rss_after = current_rss_mb()
+        grew = rss_after - rss_before if rss_before is not None and rss_after is not None else 0.0
+        loaded = self._loaded[key] = Loaded(runner, load_time, max(grew, _weights_mb(runner)))
+        self._release_over_budget(keep=key)
+        return loaded, False
+
+    def _release_over_budget(self, keep: tuple[str, str, str]) -> None:
+        while self.held_mb > self.budget_mb and len(self._loaded) > 1:
+            oldest = next(iter(self._loaded))
+            if oldest == keep:
+                break
+            self._loaded.pop(oldest).runner.close()
+            self.released.append(oldest)
+
+    def close(self) -> None:
+        while self._loaded:
+            self._loaded.popitem()[1].runner.close()
+
+
+def torch_model_of(runner: Runner) -> Any:
+    """The PyTorch model a runner holds (directly or in its pipeline), or None."""
+    model = getattr(runner, "model", None) or getattr(getattr(runner, "pipe", None), "model", None)
+    return model if model is not None and hasattr(model, "parameters") else None
+
+
+def _weights_mb(runner: Runner) -> float:
+    model = torch_model_of(runner)
+    if model is None:
+        return 0.0
+    return float(sum(p.numel() * p.element_size() for p in model.parameters())) / 2**20

@@ -1,0 +1,151 @@
+"""Every `--hf-*` option and ini twin of the plugin, declared here once and read into `Settings`.
+
+Declaring is pytest's side (`pytest_addoption`); reading is `cases.settings.build_settings`, which
+takes plain `getoption` / `getini` callables, so the rules stay testable without pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_hfmodels.cases.hardware import parse_hardware_list
+from pytest_hfmodels.cases.settings import (
+    DEFAULT_DB_PATH,
+    DEFAULT_LOCK_TIMEOUT_S,
+    MODEL_SETS,
+    MeasureConfig,
+    Settings,
+    build_settings,
+    parse_seconds,
+)
+from pytest_hfmodels.errors import OptionError
+from pytest_hfmodels.modes import MODES
+
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
+    """An argparse `type=` that rejects what `parse` rejects, with its message, and keeps the text."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        return value
+
+    return check
+
+
+def _seconds(text: str) -> float:
+    try:
+        return parse_seconds("--hf-db-timeout", text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_options(parser: pytest.Parser) -> None:
+    measure = MeasureConfig()
+    group = parser.getgroup("hfmodels", "Hugging Face model tests (pytest-hfmodels)")
+    add = group.addoption
+    # What to test
+    add("--hf-family", action="append", metavar="NAME", help="families to test (repeatable, comma lists)")
+    add("--hf-model", action="append", metavar="KEY", help="model keys to test (repeatable, comma lists)")
+    add("--hf-set", choices=MODEL_SETS, help="model set: small (default), key, all or custom")
+    add("--hf-models-file", metavar="PATH", help="the custom set: JSON/YAML {key: {name, family, ...}}")
+    add(
+        "--hf-mode",
+        action="append",
+        metavar="MODES",
+        help=f"modes, comma list: {', '.join(MODES)} (default pipeline,from_pretrained)",
+    )
+    add("--all-hardware", dest="hf_all_hardware", action="store_true", help="every detected device")
+    add("--cpu-only", dest="hf_cpu_only", action="store_true", help="the cpu only")
+    add(
+        "--hf-hardware",
+        type=_checked(parse_hardware_list),
+        metavar="LIST",
+        help="devices, comma list (cpu, cuda, cuda1, rocm, mps, ov-gpu, ov-npu)",
+    )
+    add("--hf-list-models", action="store_true", help="print the registries as a table and exit")
+    add("--hf-registry", action="append", metavar="DIR", help="extra registry folder (repeatable)")
+    add("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
+    add("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
+    # The input sweep
+    add("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1,4,8)")
+    add("--hf-seq-lengths", metavar="LIST", help="text lengths in tokens, comma list (default 32,128)")
+    add("--hf-audio-seconds", metavar="LIST", help="audio lengths in seconds, comma list (default 1,5)")
+    # How cases run and are timed
+    add(
+        "--hf-threads",
+        metavar="N",
+        help="CPU threads per runtime (default: the runtime's own; under -n, CPUs divided by workers)",
+    )
+    add("--hf-verify-only", action="store_true", help="check outputs, skip timing")
+    add("--hf-benchmark-only", action="store_true", help="time, skip output checks")
+    add("--hf-warmup", type=int, metavar="N", help=f"untimed warm-up calls (default {measure.warmup})")
+    add("--hf-rounds", type=int, metavar="N", help=f"minimum timed rounds (default {measure.min_rounds})")
+    add(
+        "--hf-min-time", type=float, metavar="S", help=f"minimum timed seconds (default {measure.min_time_s})"
+    )
+    add(
+        "--hf-pool-memory-mb",
+        metavar="MIB",
+        help="memory for loaded models kept for reuse per process (default: a quarter of RAM)",
+    )
+    # Where results go
+    add(
+        "--hf-db",
+        metavar="PATH",
+        help=f"results database (default: ini hf_db, else {DEFAULT_DB_PATH} under rootdir)",
+    )
+    add("--hf-no-db", action="store_true", help="do not store results in the database")
+    add(
+        "--hf-json", metavar="PATH", help="also write this run's results as JSON (the original tools' format)"
+    )
+    add(
+        "--hf-db-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        help="how long to wait for a locked database before spilling results to a file "
+        f"(default: ini hf_db_timeout, else {DEFAULT_LOCK_TIMEOUT_S:g})",
+    )
+
+    ini = parser.addini
+    ini("hf_families", "default families to test", type="args", default=[])
+    ini("hf_models", "default model keys to test", type="args", default=[])
+    ini("hf_set", "default model set (small, key, all)", default="")
+    ini("hf_modes", "default modes, comma list", default="")
+    ini("hf_hardware", "default devices, comma list", default="")
+    ini("hf_registry_dirs", "extra registry folders, relative to the rootdir", type="args", default=[])
+    ini("hf_cache_dir", "cache for tiny models and conversions", default="")
+    ini("hf_offline", "never reach the Hub (true/false)", default="false")
+    ini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
+    ini("hf_seq_lengths", "text lengths in tokens to measure, comma list", default="")
+    ini("hf_audio_seconds", "audio lengths in seconds to measure, comma list", default="")
+    ini("hf_models_file", "the custom set's file (with hf_set = custom)", default="")
+    ini("hf_pool_memory_mb", "memory for loaded models kept for reuse, MiB", default="")
+    ini("hf_threads", "CPU threads per runtime", default="")
+    ini("hf_db", "results database path, relative to rootdir", default=str(DEFAULT_DB_PATH))
+    ini(
+        "hf_db_timeout",
+        "seconds to wait for a locked results database",
+        default=f"{DEFAULT_LOCK_TIMEOUT_S:g}",
+    )
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """The options, ini twins and environment as `Settings`; a bad value is a usage error naming it."""
+    try:
+        return build_settings(
+            config.getoption,
+            config.getini,
+            config.rootpath,
+            MODES,
+            invocation_dir=config.invocation_params.dir,
+            has_inifile=config.inipath is not None,
+        )
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from exc

@@ -1,0 +1,130 @@
+"""The controller-side pytest plugin that collects result rows and stores them once per session.
+
+Rows are built wherever a case runs and travel in `report.user_properties`, so under
+pytest-xdist they reach the controller through `pytest_runtest_logreport` like any report.
+At session end the controller stores them in one transaction (`db.store_run`, which spills to
+a file when the database is locked) and, when asked, writes the per-run JSON of the original
+verification tools (`report.tools_json`). Nothing heavy is imported here: duckdb and pyarrow load
+inside `db` calls. Its options are declared with the others in `options` and read into `Settings`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from pytest_hfmodels.db.environment import RunEnvironment
+from pytest_hfmodels.db.run_conversions import record_run_conversions
+from pytest_hfmodels.db.store import StoredRun, store_run
+from pytest_hfmodels.errors import ResultsError
+from pytest_hfmodels.plugin.session import detected_hardware, plugin_session
+from pytest_hfmodels.report.tools_json import write_results_json
+from pytest_hfmodels.results import USER_PROPERTY, ResultRow
+
+
+def _row_from_property(value: object) -> ResultRow | None:
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return ResultRow.from_dict(dict(value))
+    except (TypeError, KeyError):
+        return None
+
+
+class ResultRecorder:
+    """Collects rows on the controller and stores them at session end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.started_at = datetime.now(timezone.utc)
+        self.rows: dict[str, ResultRow] = {}  #: by case id: a row arrives with every phase's report
+        self.malformed = 0
+        self.stored: StoredRun | None = None
+        self.messages: list[str] = []
+        settings = plugin_session(config).settings
+        self.db_path = settings.db_path
+        self.json_path = settings.json_path
+        self.lock_timeout_s = settings.db_lock_timeout_s
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.started_at = datetime.now(timezone.utc)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for entry in report.user_properties:
+            if len(entry) != 2 or entry[0] != USER_PROPERTY:
+                continue
+            row = _row_from_property(entry[1])
+            if row is None:
+                self.malformed += 1
+            elif self.rows.get(row.case_id) is None or self.rows[row.case_id].status != "fail":
+                # One row per case: when several tests share a case, a failure is what stays.
+                self.rows[row.case_id] = row
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
+        if not self.rows:
+            return
+        rows = sorted(self.rows.values(), key=lambda row: row.case_id)
+        environment = RunEnvironment.capture(
+            ["pytest", *self.config.invocation_params.args],
+            detected_hardware(self.config),
+            started_at=self.started_at,
+            cwd=self.config.invocation_params.dir,
+        )
+        if self.db_path is not None:
+            self._store(environment, rows, int(exitstatus))
+        if self.json_path is not None:
+            run_id = self.stored.run_id if self.stored else None
+            write_results_json(self.json_path, environment, rows, run_id=run_id)
+            self.messages.append(f"hfmodels: results JSON written to {self.json_path}")
+
+    def _store(self, environment: RunEnvironment, rows: Sequence[ResultRow], exit_status: int) -> None:
+        assert self.db_path is not None
+        # The spill warning is shown in the terminal summary, not as a stray warning line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                self.stored = store_run(
+                    self.db_path,
+                    environment,
+                    rows,
+                    exit_status=exit_status,
+                    lock_timeout_s=self.lock_timeout_s,
+                )
+            except ResultsError as exc:
+                self.messages.append(f"hfmodels: results NOT stored: {exc}")
+                return
+        stored = self.stored
+        if stored.run_id is not None:
+            self.messages.append(
+                f"hfmodels: {stored.row_count} results stored in run {stored.run_id} of {self.db_path}"
+            )
+            self._record_conversions(rows)
+        else:
+            self.messages.append(
+                f"hfmodels: WARNING: {stored.row_count} results spilled to {stored.spill_path} "
+                f"({stored.reason}); load them with: "
+                f"hfmodels db ingest --db {self.db_path} {stored.spill_path}"
+            )
+
+    def _record_conversions(self, rows: Sequence[ResultRow]) -> None:
+        assert self.db_path is not None
+        try:
+            count = record_run_conversions(self.db_path, rows, lock_timeout_s=self.lock_timeout_s)
+        except ResultsError as exc:
+            self.messages.append(f"hfmodels: ONNX conversions NOT recorded: {exc}")
+            return
+        if count:
+            self.messages.append(f"hfmodels: {count} ONNX conversions recorded in onnx_conversions")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.malformed:
+            terminalreporter.write_line(
+                f"hfmodels: {self.malformed} result entries could not be read", yellow=True
+            )
+        for message in self.messages:
+            spilled = "spilled" in message or "NOT stored" in message
+            terminalreporter.write_line(message, yellow=spilled)

@@ -1,0 +1,92 @@
+"""The `custom` model set: a file in the original tools' format, turned into hub entries.
+
+    {"my-bert": {"name": "google-bert/bert-base-cased", "family": "bert", "size": "base",
+                 "modality": "text"}, ...}
+
+JSON or YAML. Each model takes its task, architecture, tolerances and modes from its family's registry,
+so only families the registries define can be used.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_hfmodels.errors import RegistryError
+from pytest_hfmodels.registry.model import MODALITIES, ModelEntry
+from pytest_hfmodels.registry.select import Registry
+
+_FIELDS = {"name", "family", "size", "modality"}
+
+
+def load_custom_set(path: Path, registry: Registry) -> tuple[ModelEntry, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except OSError as exc:
+        raise RegistryError(str(path), f"--hf-models-file: cannot read: {exc.strerror}") from exc
+    except (ValueError, yaml.YAMLError) as exc:
+        raise RegistryError(str(path), f"--hf-models-file: not valid JSON/YAML: {exc}") from exc
+    if not isinstance(data, dict) or not data:
+        raise RegistryError(str(path), '--hf-models-file: expected {"key": {"name", "family", ...}, ...}')
+    return tuple(
+        sorted(
+            (_entry(path, str(key), value, registry) for key, value in data.items()),
+            key=lambda e: (e.family, e.key),
+        )
+    )
+
+
+def _entry(path: Path, key: str, value: Any, registry: Registry) -> ModelEntry:
+    if not isinstance(value, dict):
+        raise RegistryError(str(path), "must be a mapping with name, family, size, modality", model=key)
+    unknown = set(value) - _FIELDS
+    if unknown:
+        raise RegistryError(
+            str(path),
+            f"unknown field (allowed: {', '.join(sorted(_FIELDS))})",
+            model=key,
+            field=sorted(unknown)[0],
+        )
+    for required in ("name", "family"):
+        if not isinstance(value.get(required), str) or not value[required].strip():
+            raise RegistryError(str(path), "must be a non-empty string", model=key, field=required)
+    family = registry.family_defaults.get(value["family"])
+    if family is None:
+        known = ", ".join(sorted(registry.family_defaults))
+        raise RegistryError(
+            str(path),
+            f"no registry defines family {value['family']!r} (known: {known})",
+            model=key,
+            field="family",
+        )
+    if family.architecture is None:
+        raise RegistryError(
+            str(path),
+            f"family {family.family!r} has no default architecture in {family.registry_file}",
+            model=key,
+            field="family",
+        )
+    modality = value.get("modality", family.modality)
+    if modality not in MODALITIES:
+        raise RegistryError(
+            str(path), f"{modality!r} is not one of {', '.join(MODALITIES)}", model=key, field="modality"
+        )
+    return ModelEntry(
+        key=key,
+        family=family.family,
+        task=family.task,
+        modality=modality,
+        id=value["name"],
+        source="hub",
+        architecture=family.architecture,
+        sets=("custom",),
+        description=f"custom set, size {value.get('size', 'unknown')}",
+        tolerances=family.tolerances,
+        dependencies=(),
+        registry_file=str(path),
+        modes=family.modes,
+    )

@@ -1,0 +1,83 @@
+"""Where a model's files come from: a tiny build, a Python package, a local folder or the Hub."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_hfmodels.errors import DependencyMissingError, ModelSourceError, ModelUnavailableError
+from pytest_hfmodels.registry.model import ModelEntry
+from pytest_hfmodels.sources.tiny import tiny_model_dir
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A folder holding config.json and weights, and what its config says the model is."""
+
+    path: Path
+    model_type: str | None  #: from config.json, never from the model's name
+    architectures: tuple[str, ...]
+
+
+#: what a run needs of a Hub repo: config, safetensors weights, tokenizer and processor files
+#: (not the TensorFlow, Flax, ONNX or .bin copies many repos also hold)
+HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken")
+
+
+def resolve_model_files(entry: ModelEntry, cache_root: Path, offline: bool) -> ModelFiles:
+    if entry.source == "tiny":
+        path = tiny_model_dir(entry, cache_root)
+    elif entry.source == "package":
+        path = _package_dir(entry)
+    elif entry.source == "local":
+        path = _local_dir(entry)
+    else:
+        path = _hub_dir(entry, offline)
+    return read_model_files(path, entry.key)
+
+
+def read_model_files(path: Path, what: str) -> ModelFiles:
+    config_path = path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelSourceError(f"model {what!r}: no config.json in {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelSourceError(f"model {what!r}: unreadable {config_path}: {exc}") from exc
+    return ModelFiles(path, config.get("model_type"), tuple(config.get("architectures") or ()))
+
+
+def _package_dir(entry: ModelEntry) -> Path:
+    assert entry.package is not None  # the registry loader requires it for source: package
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyMissingError(entry.package, f"model {entry.key!r}")
+    return Path(next(iter(spec.submodule_search_locations))) / (entry.package_path or "")
+
+
+def _local_dir(entry: ModelEntry) -> Path:
+    path = Path(entry.id).expanduser()
+    if not path.is_absolute():
+        path = Path(entry.registry_file).parent / path
+    if not path.is_dir():
+        raise ModelSourceError(
+            f"model {entry.key!r} ({entry.registry_file}): local folder {path} does not exist"
+        )
+    return path
+
+
+def _hub_dir(entry: ModelEntry, offline: bool) -> Path:
+    from pytest_hfmodels.hub import client as hub
+
+    cached = hub.cached_snapshot_path(entry.id, entry.revision, allow_patterns=HUB_PATTERNS)
+    if cached is not None:
+        return cached
+    if offline:
+        raise ModelUnavailableError(
+            f"model {entry.key!r} ({entry.id}): offline and not in the Hugging Face cache"
+        )
+    return hub.HubClient(offline=offline).snapshot(
+        entry.id, revision=entry.revision, allow_patterns=HUB_PATTERNS
+    )
