@@ -13,29 +13,6 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
-#: the families model_registries/ holds, each with a tiny model in the small set
-BUILTIN_FAMILIES = frozenset(
-    {
-        "bert",
-        "clap",
-        "clip",
-        "detr",
-        "gpt2",
-        "llama",
-        "llava",
-        "llava_next",
-        "qwen2",
-        "t5",
-        "vit",
-        "wav2vec2",
-        "whisper",
-        "xclip",
-    }
-)
-#: one input shape instead of the default sweep, for tests about something else than the sweep
-ONE_SHAPE = ("--hf-batch-sizes=1", "--hf-seq-lengths=32", "--hf-audio-seconds=1")
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _extension_modules_loaded() -> None:

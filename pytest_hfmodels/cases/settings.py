@@ -193,14 +193,14 @@ def _db_path(
     return base / str(getini("hf_db") or DEFAULT_DB_PATH)
 
 
-def parse_seconds(option: str, text: str) -> float:
-    """A non-negative number of seconds; anything else is an error naming the option."""
+def parse_seconds(text: str) -> float:
+    """A non-negative number of seconds; the error says what is wrong, its caller names the option."""
     try:
         value = float(text)
     except ValueError:
-        raise OptionError(f"{option}: {text!r} is not a number of seconds") from None
+        raise OptionError(f"{text!r} is not a number of seconds") from None
     if value < 0:
-        raise OptionError(f"{option}: {text!r} is negative")
+        raise OptionError(f"{text!r} is negative")
     return value
 
 
@@ -209,7 +209,10 @@ def _lock_timeout(option: Any, ini: Any) -> float:
         return float(option)
     if ini in (None, ""):
         return DEFAULT_LOCK_TIMEOUT_S
-    return parse_seconds("ini hf_db_timeout", str(ini))
+    try:
+        return parse_seconds(str(ini))
+    except OptionError as exc:
+        raise OptionError(f"ini hf_db_timeout: {exc}") from None
 
 
 def parse_int_list(option: str, value: str) -> tuple[int, ...]:

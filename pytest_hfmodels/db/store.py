@@ -150,7 +150,10 @@ def insert_run(
     table: pa.Table,
     exit_status: int | None,
 ) -> int:
-    """Store one run (environment + flattened rows) in one transaction; returns its run id."""
+    """Store one run (environment + flattened rows) in one transaction; returns its run id.
+
+    A run already stored (same run_uid) is not stored again: its id is returned.
+    """
     import duckdb
     import pyarrow.compute as pc
 
@@ -168,73 +171,11 @@ def insert_run(
         if existing:
             rollback(con)
             return int(existing[0])
-        inserted = con.execute(
-            """INSERT INTO test_runs (run_uid, started_at, finished_at, command_line, git_commit, host,
-                   python_version, platform, package_versions, hardware, exit_status, success)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id""",
-            [
-                environment.run_uid,
-                _utc_naive(environment.started_at),
-                _utc_naive(environment.finished_at),
-                environment.command_line,
-                environment.git_commit,
-                environment.host,
-                environment.python_version,
-                environment.platform,
-                json.dumps(dict(environment.package_versions)),
-                json.dumps([dict(item) for item in environment.hardware]),
-                exit_status,
-                success,
-            ],
-        ).fetchone()
-        assert inserted is not None  # RETURNING always yields the inserted row
-        run_id = int(inserted[0])
-        con.execute(
-            """INSERT INTO models
-               SELECT model_id, any_value(model_key), any_value(family), any_value(task), any_value(source),
-                      any_value(model_type), any_value(architecture), any_value(parameters)
-               FROM incoming_rows GROUP BY model_id
-               ON CONFLICT (model_id) DO UPDATE SET
-                   model_key = coalesce(EXCLUDED.model_key, models.model_key),
-                   family = coalesce(EXCLUDED.family, models.family),
-                   task = coalesce(EXCLUDED.task, models.task),
-                   source = coalesce(EXCLUDED.source, models.source),
-                   model_type = coalesce(EXCLUDED.model_type, models.model_type),
-                   architecture = coalesce(EXCLUDED.architecture, models.architecture),
-                   parameters = coalesce(EXCLUDED.parameters, models.parameters)"""
-        )
-        hardware = _hardware_rows(environment, table)
-        if hardware:
-            con.executemany(
-                """INSERT INTO hardware_platforms VALUES (?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (hardware_key) DO UPDATE SET
-                       hardware_type = coalesce(EXCLUDED.hardware_type, hardware_platforms.hardware_type),
-                       memory_mb = coalesce(EXCLUDED.memory_mb, hardware_platforms.memory_mb),
-                       driver_version = coalesce(EXCLUDED.driver_version, hardware_platforms.driver_version),
-                       library_versions = coalesce(EXCLUDED.library_versions,
-                                                   hardware_platforms.library_versions)""",
-                hardware,
-            )
-        con.execute(
-            """INSERT INTO hardware_compatibility
-               SELECT ?, case_id, nodeid, model_id, model_key, hardware_key, hardware, mode, batch_size,
-                      status, error_class, error_message, suggested_fix, duration_s, worker
-               FROM incoming_rows""",
-            [run_id],
-        )
-        measured = " OR ".join(f"{column} IS NOT NULL" for column in _MEASURED_COLUMNS)
-        con.execute(
-            f"""INSERT INTO performance_results BY NAME
-                SELECT ? AS run_id, case_id, model_id, hardware_key, hardware, mode, batch_size,
-                       sequence_length, audio_seconds, precision, latency_mean_ms, latency_p50_ms,
-                       latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s,
-                       peak_memory_mb,
-                       load_time_s, model_reused, first_call_ms, iterations, warmup, timer, contended,
-                       threads, onnx_source,
-                       onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path
-                FROM incoming_rows WHERE {measured}""",
-            [run_id],
-        )
+        run_id = _insert_test_run(con, environment, exit_status, success)
+        _upsert_models(con)
+        _upsert_hardware(con, _hardware_rows(environment, table))
+        _insert_compatibility(con, run_id)
+        _insert_performance(con, run_id)
         con.execute("COMMIT")
     except duckdb.Error as exc:
         rollback(con)
@@ -245,6 +186,93 @@ def insert_run(
     finally:
         con.unregister("incoming_rows")
     return run_id
+
+
+# Each helper below writes one table from the registered `incoming_rows`, inside insert_run's transaction.
+
+
+def _insert_test_run(
+    con: duckdb.DuckDBPyConnection, environment: RunEnvironment, exit_status: int | None, success: bool
+) -> int:
+    inserted = con.execute(
+        """INSERT INTO test_runs (run_uid, started_at, finished_at, command_line, git_commit, host,
+               python_version, platform, package_versions, hardware, exit_status, success)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id""",
+        [
+            environment.run_uid,
+            _utc_naive(environment.started_at),
+            _utc_naive(environment.finished_at),
+            environment.command_line,
+            environment.git_commit,
+            environment.host,
+            environment.python_version,
+            environment.platform,
+            json.dumps(dict(environment.package_versions)),
+            json.dumps([dict(item) for item in environment.hardware]),
+            exit_status,
+            success,
+        ],
+    ).fetchone()
+    assert inserted is not None  # RETURNING always yields the inserted row
+    return int(inserted[0])
+
+
+def _upsert_models(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """INSERT INTO models
+           SELECT model_id, any_value(model_key), any_value(family), any_value(task), any_value(source),
+                  any_value(model_type), any_value(architecture), any_value(parameters)
+           FROM incoming_rows GROUP BY model_id
+           ON CONFLICT (model_id) DO UPDATE SET
+               model_key = coalesce(EXCLUDED.model_key, models.model_key),
+               family = coalesce(EXCLUDED.family, models.family),
+               task = coalesce(EXCLUDED.task, models.task),
+               source = coalesce(EXCLUDED.source, models.source),
+               model_type = coalesce(EXCLUDED.model_type, models.model_type),
+               architecture = coalesce(EXCLUDED.architecture, models.architecture),
+               parameters = coalesce(EXCLUDED.parameters, models.parameters)"""
+    )
+
+
+def _upsert_hardware(con: duckdb.DuckDBPyConnection, hardware: list[list[Any]]) -> None:
+    if not hardware:
+        return
+    con.executemany(
+        """INSERT INTO hardware_platforms VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (hardware_key) DO UPDATE SET
+               hardware_type = coalesce(EXCLUDED.hardware_type, hardware_platforms.hardware_type),
+               memory_mb = coalesce(EXCLUDED.memory_mb, hardware_platforms.memory_mb),
+               driver_version = coalesce(EXCLUDED.driver_version, hardware_platforms.driver_version),
+               library_versions = coalesce(EXCLUDED.library_versions,
+                                           hardware_platforms.library_versions)""",
+        hardware,
+    )
+
+
+def _insert_compatibility(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    con.execute(
+        """INSERT INTO hardware_compatibility
+           SELECT ?, case_id, nodeid, model_id, model_key, hardware_key, hardware, mode, batch_size,
+                  status, error_class, error_message, suggested_fix, duration_s, worker
+           FROM incoming_rows""",
+        [run_id],
+    )
+
+
+def _insert_performance(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    measured = " OR ".join(f"{column} IS NOT NULL" for column in _MEASURED_COLUMNS)
+    con.execute(
+        f"""INSERT INTO performance_results BY NAME
+            SELECT ? AS run_id, case_id, model_id, hardware_key, hardware, mode, batch_size,
+                   sequence_length, audio_seconds, precision, latency_mean_ms, latency_p50_ms,
+                   latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s,
+                   peak_memory_mb,
+                   load_time_s, model_reused, first_call_ms, iterations, warmup, timer, contended,
+                   threads, onnx_source,
+                   onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path
+            FROM incoming_rows WHERE {measured}""",
+        [run_id],
+    )
 
 
 def _utc_naive(moment: datetime | None) -> datetime | None:

@@ -9,7 +9,6 @@ say so (``from_cache=True``, or `ModelNotCachedError` "offline and not cached").
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -22,8 +21,9 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import LocalEntryNotFoundError
 from huggingface_hub.file_download import HfFileMetadata, get_hf_file_metadata, hf_hub_url, repo_folder_name
 
-from pytest_hfmodels.errors import ModelNotCachedError
+from pytest_hfmodels.errors import HFModelsError, ModelNotCachedError
 from pytest_hfmodels.hub.retry import Failure, FailureKind, HubTarget, RetryPolicy, with_retries
+from pytest_hfmodels.model_folder import read_config
 
 __all__ = [
     "FileLookup",
@@ -177,7 +177,7 @@ class HubClient:
         config: dict[str, Any] = info.config if isinstance(info.config, dict) else {}
         if "model_type" not in config and "config.json" in files:
             # The Hub copies config.json into model info only for some repos: read the file itself.
-            config = _read_json(self.download(repo_id, "config.json", revision=revision))
+            config = _config_or_empty(self.download(repo_id, "config.json", revision=revision).parent)
         return _metadata(repo_id, rev, info.sha, config, files, tuple(info.tags or ()), from_cache=False)
 
     repo_info = model_metadata
@@ -252,7 +252,7 @@ class HubClient:
         if folder is None:
             raise self._not_cached(repo_id, revision, None)
         files = tuple(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
-        config = _read_json(folder / "config.json") if "config.json" in files else {}
+        config = _config_or_empty(folder) if "config.json" in files else {}
         return _metadata(repo_id, revision, folder.name, config, files, (), from_cache=True)
 
     def _not_cached(self, repo_id: str, revision: str, filename: str | None) -> ModelNotCachedError:
@@ -321,9 +321,8 @@ def _metadata(
     )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _config_or_empty(folder: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_config(folder)
+    except HFModelsError:
         return {}  # an unreadable config.json leaves model_type unknown, it is not a Hub failure
-    return data if isinstance(data, dict) else {}

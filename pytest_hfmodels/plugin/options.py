@@ -27,7 +27,8 @@ from pytest_hfmodels.modes import MODES
 
 
 def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
-    """An argparse `type=` that rejects what `parse` rejects, with its message, and keeps the text."""
+    """An argparse `type=` rejecting what `parse` rejects, in argparse's words (which name the option);
+    the text is kept, and `build_settings` parses it with its ini twin."""
 
     def check(value: str) -> str:
         try:
@@ -37,13 +38,6 @@ def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
         return value
 
     return check
-
-
-def _seconds(text: str) -> float:
-    try:
-        return parse_seconds("--hf-db-timeout", text)
-    except OptionError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -108,7 +102,7 @@ def add_options(parser: pytest.Parser) -> None:
     add(
         "--hf-db-timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=_checked(parse_seconds),
         help="how long to wait for a locked database before spilling results to a file "
         f"(default: ini hf_db_timeout, else {DEFAULT_LOCK_TIMEOUT_S:g})",
     )

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from pytest_hfmodels.db.conversions import record_run_conversions
 from pytest_hfmodels.db.environment import RunEnvironment
-from pytest_hfmodels.db.run_conversions import record_run_conversions
 from pytest_hfmodels.db.store import StoredRun, store_run
 from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.plugin.session import detected_hardware, plugin_session

@@ -7,7 +7,6 @@ The PyTorch reference always runs fp32 on the CPU: one fixed reference for every
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,18 +16,10 @@ from pytest_hfmodels.errors import NumericalMismatchError
 from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.runners import checks
 from pytest_hfmodels.runners.threads import limit_torch_threads
-from pytest_hfmodels.samples import (
-    DECODER_LENGTH,
-    SAMPLE_IMAGE_QUESTION,
-    SAMPLE_LABELS,
-    SAMPLE_SOUND_LABELS,
-    SAMPLE_TEXT,
-    SAMPLE_VIDEO_LABELS,
-)
+from pytest_hfmodels.samples import sample_shape
 
 if TYPE_CHECKING:
     from pytest_hfmodels.convert.onnx.cached import OnnxExport
-    from pytest_hfmodels.convert.onnx.specs import InputShape
 
 
 class ExportedModelRunner:
@@ -99,21 +90,3 @@ class ExportedModelRunner:
 
     def close_runtime(self) -> None:
         """Release the runtime's session and device memory."""
-
-
-def sample_shape(modality: str, batch_size: int, input_size: int | None) -> InputShape:
-    """The inputs' shape and texts: those the PyTorch modes give the same model, so modes are timed on
-    equal inputs. Contrastive models score `batch_size` images, sounds or videos against the sample labels;
-    image-prompt models get one image and the sample question per row."""
-    from pytest_hfmodels.convert.onnx.specs import InputShape
-
-    shape = InputShape(batch_size, input_size, DECODER_LENGTH, SAMPLE_TEXT)
-    if modality == "text-image":
-        return replace(shape, text=None, texts=SAMPLE_LABELS)
-    if modality == "text-audio":
-        return replace(shape, text=None, texts=SAMPLE_SOUND_LABELS)
-    if modality == "text-video":
-        return replace(shape, text=None, texts=SAMPLE_VIDEO_LABELS)
-    if modality == "image-prompt":
-        return replace(shape, text=SAMPLE_IMAGE_QUESTION)
-    return shape

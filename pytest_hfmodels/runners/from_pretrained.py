@@ -8,8 +8,10 @@ from typing import Any
 
 from pytest_hfmodels.cases.hardware import Device
 from pytest_hfmodels.errors import CheckFailed
+from pytest_hfmodels.model_folder import transformers_class
 from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.runners import checks
+from pytest_hfmodels.runners.devices import precision_name, torch_device
 from pytest_hfmodels.runners.threads import limit_torch_threads
 from pytest_hfmodels.samples import (
     DECODER_LENGTH,
@@ -20,12 +22,10 @@ from pytest_hfmodels.samples import (
     SAMPLE_VIDEO_LABELS,
     ensure_pad_token,
     image_size,
-    precision_name,
     sample_audio,
-    sample_image,
-    sample_video,
-    torch_device,
-    video_frames,
+    sample_images,
+    sample_videos,
+    text_of_tokens,
 )
 
 #: per contrastive task, the output scoring each image, sound or video against every text
@@ -53,7 +53,7 @@ class FromPretrainedRunner:
 
         self.threads_used = limit_torch_threads(self.threads)
         transformers.logging.disable_progress_bar()
-        model_class = getattr(transformers, self.entry.architecture)
+        model_class = transformers_class(self.entry.architecture, where=f"model {self.entry.key!r}")
         self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
         self.precision = precision_name(self.model.dtype)
         loaders = {
@@ -73,7 +73,7 @@ class FromPretrainedRunner:
         config = self.model.config
         if self.entry.modality == "text" and input_size is not None:
             # Exactly `input_size` tokens: a text long enough, truncated by the model's tokenizer.
-            text = " ".join([SAMPLE_TEXT] * input_size)
+            text = text_of_tokens(input_size)
             encoded = dict(
                 self.preprocessor(
                     [text] * batch_size, return_tensors="pt", truncation=True, max_length=input_size
@@ -82,18 +82,14 @@ class FromPretrainedRunner:
         elif self.entry.modality == "text":
             encoded = dict(self.preprocessor([SAMPLE_TEXT] * batch_size, return_tensors="pt", padding=True))
         elif self.entry.modality == "vision":
-            height, width = image_size(config)
-            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            images = sample_images(config, batch_size)
             encoded = dict(self.preprocessor(images=images, return_tensors="pt"))
         elif self.entry.task == "image-text-to-text":  # one question per image, after its image token
-            height, width = image_size(config)
-            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            images = sample_images(config, batch_size)
             prompts = [f"{self.preprocessor.image_token} {SAMPLE_IMAGE_QUESTION}"] * batch_size
             encoded = dict(self.preprocessor(images=images, text=prompts, return_tensors="pt", padding=True))
         elif self.entry.task == "zero-shot-video-classification":  # videos and the labels to score them
-            height, width = image_size(config)
-            frames = video_frames(config)
-            videos = [sample_video(frames, height, width, seed=i) for i in range(batch_size)]
+            videos = sample_videos(config, batch_size)
             encoded = dict(
                 self.preprocessor(
                     text=list(SAMPLE_VIDEO_LABELS), videos=videos, return_tensors="pt", padding=True
@@ -113,8 +109,7 @@ class FromPretrainedRunner:
                 )
             )
         elif self.entry.modality == "multimodal":  # images and the texts a contrastive model pairs them with
-            height, width = image_size(config)
-            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            images = sample_images(config, batch_size)
             encoded = dict(
                 self.preprocessor(text=list(SAMPLE_LABELS), images=images, return_tensors="pt", padding=True)
             )

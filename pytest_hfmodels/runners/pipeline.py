@@ -11,8 +11,10 @@ from typing import Any
 
 from pytest_hfmodels.cases.hardware import Device
 from pytest_hfmodels.errors import CheckFailed
+from pytest_hfmodels.model_folder import transformers_class
 from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.runners import checks
+from pytest_hfmodels.runners.devices import precision_name, torch_device
 from pytest_hfmodels.runners.threads import limit_torch_threads
 from pytest_hfmodels.samples import (
     SAMPLE_IMAGE_QUESTION,
@@ -22,11 +24,8 @@ from pytest_hfmodels.samples import (
     SAMPLE_TEXT,
     SAMPLE_TEXT2TEXT,
     ensure_pad_token,
-    image_size,
-    precision_name,
     sample_audio,
-    sample_image,
-    torch_device,
+    sample_images,
 )
 
 _MAX_NEW_TOKENS = 8
@@ -58,7 +57,7 @@ class PipelineRunner:
         transformers.logging.disable_progress_bar()
         if self.entry.task == "text2text-generation":
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-            model_class = getattr(transformers, self.entry.architecture)
+            model_class = transformers_class(self.entry.architecture, where=f"model {self.entry.key!r}")
             self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
             self.precision = precision_name(self.model.dtype)
             return
@@ -82,12 +81,10 @@ class PipelineRunner:
             sentences = list(similarity["sentences"]) if similarity else [SAMPLE_TEXT]
             return [sentences[i % len(sentences)] for i in range(batch_size)]
         if task in ("image-classification", "object-detection", "zero-shot-image-classification"):
-            height, width = image_size(self.pipe.model.config)
-            return [sample_image(height, width, seed=i) for i in range(batch_size)]
+            return sample_images(self.pipe.model.config, batch_size)
         if task == "image-text-to-text":
-            height, width = image_size(self.pipe.model.config)
             prompt = f"{self.pipe.processor.image_token} {SAMPLE_IMAGE_QUESTION}"
-            images = [sample_image(height, width, seed=i) for i in range(batch_size)]
+            images = sample_images(self.pipe.model.config, batch_size)
             return {"images": images, "text": [prompt] * batch_size}
         if task == "zero-shot-audio-classification":
             rate = self.pipe.feature_extractor.sampling_rate

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_hfmodels.errors import DependencyMissingError, ModelSourceError, ModelUnavailableError
+from pytest_hfmodels.model_folder import read_config
 from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.sources.tiny import tiny_model_dir
 
@@ -39,13 +39,10 @@ def resolve_model_files(entry: ModelEntry, cache_root: Path, offline: bool) -> M
 
 
 def read_model_files(path: Path, what: str) -> ModelFiles:
-    config_path = path / "config.json"
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelSourceError(f"model {what!r}: no config.json in {path}") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelSourceError(f"model {what!r}: unreadable {config_path}: {exc}") from exc
+        config = read_config(path)
+    except ModelSourceError as exc:
+        raise ModelSourceError(f"model {what!r}: {exc}") from exc
     return ModelFiles(path, config.get("model_type"), tuple(config.get("architectures") or ()))
 
 

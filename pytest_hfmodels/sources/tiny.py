@@ -7,7 +7,6 @@ needs is data in its registry file: adding a family needs no code here.
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 from collections.abc import Mapping
@@ -16,25 +15,12 @@ from typing import Any
 
 from pytest_hfmodels.cache.store import build_once, content_key
 from pytest_hfmodels.errors import ModelSourceError
+from pytest_hfmodels.model_folder import transformers_class
 from pytest_hfmodels.registry.model import ModelEntry, TinySpec, TokenizerSpec
+from pytest_hfmodels.samples import TOKENIZER_CORPUS
 
 #: bump when the way a tiny model is built changes, so old cache entries are not reused
 BUILDER_VERSION = 1
-
-CORPUS = (
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "A woman is playing the violin.",
-    "The quick brown fox jumps over the lazy dog.",
-    "Paris is the capital of France.",
-    "Hello world, this is a tiny model built for tests.",
-    "Translate English to German: the house is wonderful.",
-    "Transformers provide thousands of pretrained models.",
-    "The weather today is sunny with a light breeze.",
-    "Numbers like 1, 2, 3 and 42 appear in text too.",
-    "She sells sea shells by the sea shore.",
-    "Machine learning models run on CPUs, GPUs and NPUs.",
-)
 
 
 def tiny_model_dir(entry: ModelEntry, cache_root: Path) -> Path:
@@ -80,7 +66,7 @@ def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
     if tokenizer is not None:
         overrides.setdefault("vocab_size", len(tokenizer))
     config = transformers.AutoConfig.for_model(spec.model_type, **overrides)
-    model_class = _transformers_class(architecture)
+    model_class = transformers_class(architecture)
     torch.manual_seed(spec.seed)
     model = model_class(config)
     model.eval()
@@ -98,9 +84,9 @@ def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
         ("feature_extractor", spec.feature_extractor),
     ):
         if component is not None:
-            parts[name] = _transformers_class(component.cls)(**dict(component.args))
+            parts[name] = transformers_class(component.cls)(**dict(component.args))
     if spec.processor:
-        _transformers_class(spec.processor.cls)(**parts, **dict(spec.processor.args)).save_pretrained(out)
+        transformers_class(spec.processor.cls)(**parts, **dict(spec.processor.args)).save_pretrained(out)
     for part in parts.values():
         part.save_pretrained(out)
     if tokenizer is not None and spec.tokenizer and spec.tokenizer.cls:
@@ -146,7 +132,7 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
         )
     else:  # the registry loader only lets the kinds above through
         raise ModelSourceError(f"unknown tokenizer kind {spec.kind!r}")
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(TOKENIZER_CORPUS, trainer)
     if spec.specials_last:
         tok.add_special_tokens(specials)  # appended in order, after the learned ids
     if spec.template:
@@ -162,20 +148,12 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
 def _character_tokenizer(spec: TokenizerSpec) -> Any:
     """A CTC vocabulary: the special tokens, then every letter the corpus uses, one id each."""
     assert spec.cls is not None  # the registry loader requires a class for this kind
-    letters = sorted({c for line in CORPUS for c in line.lower() if c.isalpha() or c == "'"})
+    letters = sorted({c for line in TOKENIZER_CORPUS for c in line.lower() if c.isalpha() or c == "'"})
     tokens = [*spec.special_tokens, *(c for c in letters if c not in spec.special_tokens)]
     with tempfile.TemporaryDirectory() as tmp:
         vocab = Path(tmp) / "vocab.json"
         vocab.write_text(json.dumps({token: i for i, token in enumerate(tokens)}), encoding="utf-8")
-        return _transformers_class(spec.cls)(str(vocab), **dict(spec.roles))  # reads the file now
-
-
-def _transformers_class(name: str) -> Any:
-    transformers = importlib.import_module("transformers")
-    try:
-        return getattr(transformers, name)
-    except AttributeError as exc:
-        raise ModelSourceError(f"transformers {transformers.__version__} has no class {name!r}") from exc
+        return transformers_class(spec.cls)(str(vocab), **dict(spec.roles))  # reads the file now
 
 
 def _resolve_tokens(values: dict[str, Any], token_ids: Mapping[str, int]) -> dict[str, Any]:

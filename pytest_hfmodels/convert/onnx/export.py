@@ -19,15 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from pytest_hfmodels.convert.onnx.specs import (
-    ExportSpec,
-    InputShape,
-    Preprocessors,
-    load_preprocessors,
-    make_inputs,
-    model_class,
-)
+from pytest_hfmodels.convert.onnx.specs import ExportSpec, load_preprocessors, model_class
 from pytest_hfmodels.errors import ModelConversionError
+from pytest_hfmodels.samples import InputShape, Preprocessors, image_size
 
 #: the protobuf limit of one ONNX file; larger models keep their weights in external data
 PROTOBUF_LIMIT_BYTES = 2**31
@@ -95,7 +89,7 @@ class ReferenceModel:
     export_sample: tuple[dict[str, Any], dict[str, Any]]
 
     def inputs(self, shape: InputShape) -> dict[str, Any]:
-        return make_inputs(self.spec, self.preprocessors, self.model.config, shape)
+        return self.spec.sample_inputs(self.preprocessors, self.model.config, shape)
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         import torch
@@ -123,7 +117,7 @@ def load_reference(model_dir: Path, spec: ExportSpec, config: Mapping[str, Any])
     model = model_class(model_dir, config).from_pretrained(model_dir, dtype=torch.float32).eval()
     # Image-prompt models' processors expand the image token; other families need none.
     pre = load_preprocessors(model_dir, with_processor=spec.modality == "image-prompt")
-    sample = make_inputs(spec, pre, model.config, spec.export_shape)
+    sample = spec.sample_inputs(pre, model.config, spec.export_shape)
     with torch.inference_mode():
         returned = model(**{k: torch.from_numpy(v) for k, v in sample.items()}, **spec.forward_kwargs)
     outputs = tuple(name for name in spec.outputs if torch.is_tensor(returned.get(name)))
@@ -224,7 +218,7 @@ def _llava_next_logits(model: Any, spec: ExportSpec) -> Any:
     vision tower on every tile, the configured layer(s), CLS dropped by the "default" strategy, the
     projector, then per image the base view's features followed by the tiles' feature grid, unpadded
     and closed by `image_newline` per row, as `pack_image_features` does (its own helpers give the grid
-    and the region). The size is the vision tower's image_size (what `specs.make_inputs` gives): an
+    and the region). The size is the vision tower's image_size (what `samples.model_inputs` gives): an
     export serves that size only. `image_sizes` stays a graph input and guards it: an image of another
     size gets NaN features, so its row's logits are not finite and the runners' checks fail; run
     outside tracing (the PyTorch reference) the module refuses such `image_sizes` by name.
@@ -232,8 +226,6 @@ def _llava_next_logits(model: Any, spec: ExportSpec) -> Any:
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
     from transformers.models.llava_next import modeling_llava_next as llava_next
-
-    from pytest_hfmodels.samples import image_size
 
     names, kwargs = spec.inputs, dict(spec.forward_kwargs)
     config = model.config

@@ -16,19 +16,22 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from pytest_hfmodels.errors import ModelConversionError
+from pytest_hfmodels.model_folder import architecture_class
+from pytest_hfmodels.model_folder import read_config as read_model_config
 from pytest_hfmodels.samples import (
+    VARIED_TEXTS,
+    InputShape,
+    Preprocessors,
     ensure_pad_token,
-    image_size,
+    model_inputs,
     sample_audio,
     sample_image,
-    sample_video,
-    video_frames,
 )
 
 EXPORTERS = ("legacy", "dynamo")
@@ -50,39 +53,6 @@ CONTRASTIVE_OUTPUTS = (
 #: the same for contrastive text-video models (X-CLIP). A tuple of its own: CONTRASTIVE_OUTPUTS is the
 #: `outputs` of the CLIP and CLAP specs, so extending it would change their JSON and cache keys.
 CONTRASTIVE_VIDEO_OUTPUTS = ("logits_per_video", "logits_per_text", "video_embeds", "text_embeds")
-#: modalities of contrastive dual encoders (CLIP: text-image, CLAP: text-audio, X-CLIP: text-video):
-#: their texts are a batch of their own, each scored against every image, sound or video. The other
-#: modality with text and images is image-prompt (LLaVA, LLaVA-NeXT): one image per row, its prompt
-#: holding the image's tokens.
-CONTRASTIVE = ("text-image", "text-audio", "text-video")
-
-# Rows differ in content and length, so batched validation exercises padding and attention masks.
-_TEXTS = (
-    "Paris is the capital of France. The quick brown fox jumps over the lazy dog. "
-    "Transformers provide thousands of pretrained models.",
-    "A man is eating food.",
-    "The weather today is sunny with a light breeze.",
-)
-_DECODER_TEXT = "the house is wonderful and the weather is sunny today"
-
-
-@dataclass(frozen=True)
-class InputShape:
-    """Sizes of the variable axes of one set of sample inputs."""
-
-    batch: int
-    length: int | None = None  #: text sequence length; None: the tokenizer's own (longest row)
-    decoder_length: int | None = None  #: decoder_input_ids length of encoder-decoder models
-    #: one text for every row (the runners' shared sample, so modes time the same input);
-    #: None: distinct sample texts, as validation wants
-    text: str | None = None
-    #: contrastive models: the texts every image or sound is scored against (the runners' labels);
-    #: None: `batch + 1` texts, so the two batch axes never share a size and each keeps its own name
-    texts: tuple[str, ...] | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """asdict without `texts` while it is unset: shapes of the specs made before it keep their JSON."""
-        return {k: v for k, v in asdict(self).items() if k != "texts" or v is not None}
 
 
 @dataclass(frozen=True)
@@ -104,6 +74,10 @@ class ExportSpec:
     #: a module of `onnx_export.WRAPPERS` that runs the model where its own forward cannot be traced
     #: with dynamic axes; None: the model's forward
     wrapper: str | None = None
+
+    def sample_inputs(self, pre: Preprocessors, config: Any, shape: InputShape) -> dict[str, Any]:
+        """The spec's inputs at `shape`, in graph order, made by the model's own preprocessors."""
+        return model_inputs(self.modality, self.inputs, pre, config, shape, f"export spec {self.name!r}")
 
     @property
     def fallback(self) -> str:
@@ -243,26 +217,6 @@ SPECS: Mapping[str, ExportSpec] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True)
-class Preprocessors:
-    """The model folder's own tokenizer, image processor and feature extractor (those it has)."""
-
-    tokenizer: Any = None
-    image_processor: Any = None
-    feature_extractor: Any = None
-    processor: Any = None  #: the AutoProcessor of image-prompt models (it expands the image token)
-
-
-def read_config(model_dir: Path) -> dict[str, Any]:
-    try:
-        config: dict[str, Any] = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelConversionError(f"{model_dir}: no config.json: not a transformers model folder") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelConversionError(f"{model_dir / 'config.json'}: unreadable: {exc}") from exc
-    return config
-
-
 def spec_for(model_dir: Path, config: Mapping[str, Any] | None = None) -> ExportSpec:
     """The family's spec by config.json `model_type`, else one derived from the model itself."""
     config = read_config(model_dir) if config is None else config
@@ -280,18 +234,12 @@ def spec_for(model_dir: Path, config: Mapping[str, Any] | None = None) -> Export
 
 def model_class(model_dir: Path, config: Mapping[str, Any]) -> Any:
     """The transformers class config.json's `architectures` names (heads included)."""
-    import transformers
+    return architecture_class(model_dir, dict(config), ModelConversionError)
 
-    names = config.get("architectures") or []
-    if not names:
-        raise ModelConversionError(f"{model_dir / 'config.json'}: no 'architectures' naming a model class")
-    cls = getattr(transformers, str(names[0]), None)
-    if cls is None:
-        raise ModelConversionError(
-            f"{model_dir / 'config.json'}: architecture {names[0]!r} is not in "
-            f"transformers {transformers.__version__}"
-        )
-    return cls
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    """config.json of a folder being converted; a problem with it is a ModelConversionError."""
+    return read_model_config(model_dir, ModelConversionError)
 
 
 def load_preprocessors(model_dir: Path, with_processor: bool = False) -> Preprocessors:
@@ -342,7 +290,7 @@ def derive_spec(model_dir: Path, config: Mapping[str, Any]) -> ExportSpec:
         modality = "audio"
         produced = pre.feature_extractor([sample_audio(rate)], sampling_rate=rate, return_tensors="np")
     elif pre.tokenizer is not None:
-        modality, produced = "text", pre.tokenizer([_TEXTS[0]], return_tensors="np")
+        modality, produced = "text", pre.tokenizer([VARIED_TEXTS[0]], return_tensors="np")
     else:
         raise ModelConversionError(
             f"{model_dir}: no export spec for model_type {model_type!r} (specs: {', '.join(sorted(SPECS))}), "
@@ -379,138 +327,3 @@ def derive_spec(model_dir: Path, config: Mapping[str, Any]) -> ExportSpec:
         _axes(**axes),
         forward_kwargs=MappingProxyType(kwargs),
     )
-
-
-def make_inputs(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputShape) -> dict[str, Any]:
-    """Sample inputs (numpy arrays, in spec order) made by the model's own preprocessors."""
-    import numpy as np
-
-    made: dict[str, Any] = {}
-    if spec.modality == "text" or spec.modality in CONTRASTIVE:
-        made.update(_tokenized(_need(pre.tokenizer, "tokenizer", spec), _texts(spec, shape), shape.length))
-    if spec.modality in ("vision", "text-image"):
-        processor = _need(pre.image_processor, "image processor", spec)
-        made.update(processor(images=_images(config, shape.batch), return_tensors="np"))
-    elif spec.modality == "text-video":  # pixel_values (videos, frames, channels, height, width)
-        processor = _need(pre.image_processor, "image processor", spec)
-        height, width = image_size(config)
-        videos = [sample_video(video_frames(config), height, width, seed=i) for i in range(shape.batch)]
-        made.update(processor(images=videos, return_tensors="np"))
-    elif spec.modality in ("audio", "text-audio"):
-        extractor = _need(pre.feature_extractor, "feature extractor", spec)
-        rate = extractor.sampling_rate
-        # Equal clips within a batch (some extractors cannot pad), longer for larger batches so a
-        # raw-waveform model's length axis differs between export and validation. CLAP pads every
-        # clip to one length and cuts longer ones at a random offset: its clips are 1 s, as the
-        # PyTorch modes give.
-        seconds = 1.0 if spec.modality == "text-audio" else 0.5 + 0.5 * shape.batch
-        clips = [sample_audio(rate, seconds=seconds)] * shape.batch
-        made.update(extractor(clips, sampling_rate=rate, return_tensors="np"))
-    elif spec.modality == "image-prompt":
-        made.update(_image_prompts(spec, pre, config, shape))
-    if "decoder_input_ids" in spec.inputs:
-        made["decoder_input_ids"] = _decoder_ids(_need(pre.tokenizer, "tokenizer", spec), config, shape)
-    if "decoder_attention_mask" in spec.inputs:
-        made["decoder_attention_mask"] = np.ones_like(made["decoder_input_ids"])
-    if "token_type_ids" in spec.inputs and "token_type_ids" not in made:  # BERT's default segment
-        made["token_type_ids"] = np.zeros_like(made["input_ids"])
-    missing = [name for name in spec.inputs if name not in made]
-    if missing:
-        raise ModelConversionError(
-            f"export spec {spec.name!r}: the preprocessors made {sorted(made)}, not {missing}"
-        )
-    return {name: _int64_or_float32(made[name]) for name in spec.inputs}
-
-
-def _texts(spec: ExportSpec, shape: InputShape) -> list[str]:
-    """One text per row; a contrastive model's texts are a batch of their own (see InputShape.texts)."""
-    if spec.modality in CONTRASTIVE:
-        if shape.texts is not None:
-            return list(shape.texts)
-        count = shape.batch + 1
-    else:
-        count = shape.batch
-    return [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(count)]
-
-
-def _padding(length: int | None) -> dict[str, Any]:
-    """Tokenizer arguments: pad to the longest row, or to exactly `length` tokens (truncated where longer)."""
-    if length is None:
-        return {"padding": True}
-    return {"padding": "max_length", "truncation": True, "max_length": length}
-
-
-def _tokenized(tokenizer: Any, texts: list[str], length: int | None) -> dict[str, Any]:
-    return dict(tokenizer(texts, return_tensors="np", **_padding(length)))
-
-
-def _images(config: Any, batch: int) -> list[Any]:
-    height, width = image_size(config)
-    return [sample_image(height, width, seed=i) for i in range(batch)]
-
-
-def _image_prompts(spec: ExportSpec, pre: Preprocessors, config: Any, shape: InputShape) -> dict[str, Any]:
-    """One image per row, and a prompt of the image's tokens followed by a question.
-
-    The model's processor writes the prompt where the folder has one (it expands the image token to
-    image_seq_length tokens); else the tokenizer gets the expanded prompt and the image processor
-    the images, which is what the processor does. Anyres models (LLaVA-NeXT) need the processor: their
-    image tokens depend on the image size.
-    """
-    images = _images(config, shape.batch)
-    if getattr(config, "image_grid_pinpoints", None):
-        processor = _need(pre.processor, "processor", spec)
-        ids = processor(images=images[:1], text=[processor.image_token], return_tensors="np")["input_ids"]
-        image_tokens = int((ids == int(config.image_token_id)).sum())
-        height, width = images[0].height, images[0].width
-        source = f"the processor's count for a {height}x{width} image"
-    else:
-        image_tokens = int(getattr(config, "image_seq_length", 0) or 0)
-        source = "config.json image_seq_length"
-    if not image_tokens:
-        raise ModelConversionError(f"export spec {spec.name!r}: config.json has no image_seq_length")
-    if shape.length is not None and shape.length <= image_tokens:
-        # Truncation would cut image tokens, and the model then has more image features than places.
-        raise ModelConversionError(
-            f"export spec {spec.name!r}: a text length of {shape.length} cannot hold an image's "
-            f"{image_tokens} tokens ({source})"
-        )
-    questions = [shape.text or _TEXTS[i % len(_TEXTS)] for i in range(shape.batch)]
-    padding = _padding(shape.length)
-    if pre.processor is not None:
-        prompts = [f"{pre.processor.image_token} {question}" for question in questions]
-        return dict(pre.processor(images=images, text=prompts, return_tensors="np", **padding))
-    tokenizer = _need(pre.tokenizer, "tokenizer", spec)
-    image_processor = _need(pre.image_processor, "image processor", spec)
-    token = tokenizer.convert_ids_to_tokens(int(config.image_token_id))
-    made = dict(tokenizer([f"{token * image_tokens} {q}" for q in questions], return_tensors="np", **padding))
-    made.update(image_processor(images=images, return_tensors="np"))
-    return made
-
-
-def _decoder_ids(tokenizer: Any, config: Any, shape: InputShape) -> Any:
-    """The decoder start token followed by real tokens of a target text, decoder_length long."""
-    import numpy as np
-
-    length = shape.decoder_length or 4
-    start = getattr(config, "decoder_start_token_id", None)
-    if start is None:
-        raise ModelConversionError("config.json has no decoder_start_token_id for decoder_input_ids")
-    ids = [i for i in tokenizer(_DECODER_TEXT, add_special_tokens=False)["input_ids"] if i != start]
-    row = [start] + [ids[i % len(ids)] for i in range(length - 1)]
-    return np.asarray([row] * shape.batch, dtype=np.int64)
-
-
-def _int64_or_float32(array: Any) -> Any:
-    import numpy as np
-
-    array = np.asarray(array)
-    return array.astype(np.int64 if array.dtype.kind in "iub" else np.float32)
-
-
-def _need(component: Any, what: str, spec: ExportSpec) -> Any:
-    if component is None:
-        raise ModelConversionError(
-            f"export spec {spec.name!r} ({spec.modality}) needs a {what}, and the model folder has none"
-        )
-    return component

@@ -12,7 +12,9 @@ import torch
 import transformers
 
 from pytest_hfmodels.convert.parquet.config import COMPONENTS
-from pytest_hfmodels.errors import ModelConversionError
+from pytest_hfmodels.errors import ModelConversionError, ModelSourceError
+from pytest_hfmodels.model_folder import transformers_class
+from pytest_hfmodels.samples import image_size, random_pixels, random_token_ids
 
 #: model_type values of encoder-only models converted like BERT
 BERT_MODEL_TYPES = frozenset(
@@ -95,8 +97,11 @@ def load_source(model_name_or_path: str, model_type: str) -> SourceModel:
 def _model_class(config: Any) -> Any:
     # The class named in config.json keeps heads (lm_head, projections) that AutoModel would drop.
     for name in getattr(config, "architectures", None) or []:
-        candidate = getattr(transformers, str(name), None)
-        if isinstance(candidate, type) and issubclass(candidate, transformers.PreTrainedModel):
+        try:
+            candidate = transformers_class(str(name))
+        except ModelSourceError:
+            continue
+        if issubclass(candidate, transformers.PreTrainedModel):
             return candidate
     return transformers.AutoModel
 
@@ -122,40 +127,39 @@ def select_component(
 
 def sample_inputs(source: SourceModel) -> dict[str, torch.Tensor] | None:
     """A small deterministic input for the model's forward, built from its config; None if unknown."""
-    generator = torch.Generator().manual_seed(0)
     config = source.config
     main_input = getattr(source.model, "main_input_name", "input_ids")
     inputs: dict[str, torch.Tensor] = {}
     if source.family == "clip":
-        inputs.update(_text_inputs(config.text_config, generator))
-        inputs["pixel_values"] = _pixels(config.vision_config, generator)
+        inputs.update(_text_inputs(config.text_config))
+        inputs["pixel_values"] = _pixels(config.vision_config)
     elif main_input == "input_ids":
-        inputs.update(_text_inputs(config.get_text_config(), generator))
+        inputs.update(_text_inputs(config.get_text_config()))
     elif main_input == "pixel_values":
-        inputs["pixel_values"] = _pixels(config, generator)
+        inputs["pixel_values"] = _pixels(config)
     elif main_input == "input_features" and hasattr(config, "num_mel_bins"):
         # Whisper's encoder wants exactly 2 * max_source_positions frames (two strided convs).
         frames = 2 * int(config.max_source_positions)
-        inputs["input_features"] = torch.randn(1, int(config.num_mel_bins), frames, generator=generator)
+        features = random_pixels(1, int(config.num_mel_bins), frames)[0]  # (1, mel bins, frames)
+        inputs["input_features"] = torch.from_numpy(features)
     else:
         return None
     if getattr(config, "is_encoder_decoder", False):
         vocab = int(config.get_text_config(decoder=True).vocab_size)
-        inputs["decoder_input_ids"] = torch.randint(0, vocab, (1, 4), generator=generator)
+        inputs["decoder_input_ids"] = torch.from_numpy(random_token_ids(vocab, 1, 4, seed=1))
     return inputs
 
 
-def _text_inputs(text_config: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def _text_inputs(text_config: Any) -> dict[str, torch.Tensor]:
     length = min(8, int(getattr(text_config, "max_position_embeddings", 8) or 8))
-    ids = torch.randint(0, int(text_config.vocab_size), (2, length), generator=generator)
+    ids = torch.from_numpy(random_token_ids(int(text_config.vocab_size), 2, length))
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def _pixels(vision_config: Any, generator: torch.Generator) -> torch.Tensor:
-    size = vision_config.image_size
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+def _pixels(vision_config: Any) -> torch.Tensor:
+    height, width = image_size(vision_config)
     channels = int(getattr(vision_config, "num_channels", 3))
-    return torch.randn(1, channels, height, width, generator=generator)
+    return torch.from_numpy(random_pixels(channels, height, width))
 
 
 def run_forward(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

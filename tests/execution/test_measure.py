@@ -10,9 +10,9 @@ import pytest
 from pytest_hfmodels.cases.settings import MeasureConfig
 from pytest_hfmodels.execution.measure import percentile, rounds_for, time_rounds
 from pytest_hfmodels.runners.threads import available_cpus
+from tests.helpers import ONE_SHAPE, dump_rows, read_rows
 
-from .conftest import ONE_SHAPE
-from .test_generated_suite import dump_rows, read_rows
+pytestmark = pytest.mark.slow  # builds and runs real models
 
 
 @pytest.mark.parametrize("q", [0, 10, 50, 90, 95, 99, 100])

@@ -25,8 +25,7 @@ from pytest_hfmodels.db.spill import pending_spills
 from pytest_hfmodels.db.store import open_database, store_run, write_run
 from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.results import Measurement
-
-from .results_helpers import hold_database, make_row, release
+from tests.results_helpers import hold_database, make_row, release
 
 HARDWARE = [
     {"label": "cpu", "kind": "cpu", "name": "Test CPU", "memory_mb": 2048, "driver": None, "versions": {}}

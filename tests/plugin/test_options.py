@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import DATA, ONE_SHAPE
+from tests.helpers import DATA, ONE_SHAPE
 
 SMALL_TINY_IDS = [
     "all-minilm-l6-v2-pipeline-cpu",

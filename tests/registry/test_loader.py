@@ -13,8 +13,7 @@ from pytest_hfmodels.errors import RegistryError, SelectionError
 from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.registry.custom_set import load_custom_set
 from pytest_hfmodels.registry.loader import load_registries, load_registry_file
-
-from .conftest import BUILTIN_FAMILIES, DATA
+from tests.helpers import BUILTIN_FAMILIES, DATA
 
 
 def write(tmp_path: Path, text: str, name: str = "fam.yaml") -> Path:

@@ -20,9 +20,9 @@ from pytest_hfmodels.runners import runner_class
 from pytest_hfmodels.runners.openvino import openvino_device
 from pytest_hfmodels.samples import SAMPLE_LABELS, SAMPLE_SOUND_LABELS, SAMPLE_VIDEO_LABELS
 from pytest_hfmodels.sources.resolve import resolve_model_files
+from tests.helpers import ONE_SHAPE, dump_rows, read_rows
 
-from .conftest import ONE_SHAPE
-from .test_generated_suite import dump_rows, read_rows
+pytestmark = pytest.mark.slow  # builds and runs real models
 
 CPU = Device(label="cpu", kind="cpu", name="test cpu")
 

@@ -16,17 +16,20 @@ import numpy as np
 import onnx
 import pytest
 
+from pytest_hfmodels.cache.manifest import RECORD_FILE, file_sha256
 from pytest_hfmodels.cache.store import default_cache_root
-from pytest_hfmodels.convert.onnx.cached import BUILD_LOG, RECORD_FILE, export_onnx, file_sha256
+from pytest_hfmodels.convert.onnx.cached import BUILD_LOG, export_onnx
 from pytest_hfmodels.convert.onnx.export import run_onnxruntime
-from pytest_hfmodels.convert.onnx.specs import CONTRASTIVE, SPECS, ExportSpec, InputShape, spec_for
+from pytest_hfmodels.convert.onnx.specs import SPECS, ExportSpec, spec_for
 from pytest_hfmodels.convert.onnx.verify import ModelFileVerifier
 from pytest_hfmodels.errors import ModelConversionError
 from pytest_hfmodels.registry.loader import load_registries
 from pytest_hfmodels.registry.model import Tolerances
+from pytest_hfmodels.samples import CONTRASTIVE, InputShape
 from pytest_hfmodels.sources.resolve import resolve_model_files
+from tests.helpers import DATA
 
-from .conftest import DATA
+pytestmark = pytest.mark.slow  # builds and runs real models
 
 if TYPE_CHECKING:
     from tests.hubserver import HubServer
@@ -180,7 +183,7 @@ def test_llava_prompts_without_a_processor_are_the_processors(tmp_path: Path) ->
     """Where the folder has no processor, the tokenizer gets the prompt with its image token expanded."""
     import transformers
 
-    from pytest_hfmodels.convert.onnx.specs import load_preprocessors, make_inputs
+    from pytest_hfmodels.convert.onnx.specs import load_preprocessors
 
     source = model_dir("llava-tiny")
     bare = tmp_path / "no-processor"
@@ -191,13 +194,13 @@ def test_llava_prompts_without_a_processor_are_the_processors(tmp_path: Path) ->
     assert with_processor.processor is not None and without.processor is None
     config = transformers.AutoConfig.from_pretrained(source)
     for shape in (SPECS["llava"].validate_shape, InputShape(3, text="Describe the picture.")):
-        made = make_inputs(SPECS["llava"], with_processor, config, shape)
-        fallback = make_inputs(SPECS["llava"], without, config, shape)
+        made = SPECS["llava"].sample_inputs(with_processor, config, shape)
+        fallback = SPECS["llava"].sample_inputs(without, config, shape)
         assert list(fallback) == list(made) and all(np.array_equal(fallback[n], made[n]) for n in made)
         image_tokens = (made["input_ids"] == config.image_token_id).sum(axis=1)
         assert image_tokens.tolist() == [config.image_seq_length] * shape.batch
     with pytest.raises(ModelConversionError, match="a text length of 16 cannot hold an image's 16 tokens"):
-        make_inputs(SPECS["llava"], with_processor, config, InputShape(1, 16))
+        SPECS["llava"].sample_inputs(with_processor, config, InputShape(1, 16))
 
 
 def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
@@ -227,7 +230,7 @@ def test_llava_next_export_serves_its_image_size_at_any_batch(tmp_path: Path) ->
     """Batch and prompt length stay dynamic; an image of another size gives non-finite logits in the
     graph and is refused by name in PyTorch; a prompt too short for the image's tokens is refused."""
     from pytest_hfmodels.convert.onnx.export import load_reference
-    from pytest_hfmodels.convert.onnx.specs import make_inputs, read_config
+    from pytest_hfmodels.convert.onnx.specs import read_config
 
     folder = model_dir("llava-next-tiny")
     export = export_onnx(folder, tmp_path)
@@ -253,7 +256,7 @@ def test_llava_next_export_serves_its_image_size_at_any_batch(tmp_path: Path) ->
         ModelConversionError,
         match=r"length of 36 cannot hold an image's 36 tokens \(the processor's count for a 32x32 image\)",
     ):
-        make_inputs(reference.spec, reference.preprocessors, reference.model.config, InputShape(1, 36))
+        reference.spec.sample_inputs(reference.preprocessors, reference.model.config, InputShape(1, 36))
 
 
 def test_text_with_image_model_without_a_spec_says_so(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ from pytest_hfmodels.convert.parquet.load import get_layer, iter_parquet_weights
 from pytest_hfmodels.convert.parquet.validate import relative_error
 from pytest_hfmodels.errors import WeightsFileError
 
+pytestmark = pytest.mark.slow  # builds and runs real models
+
 TINY: dict[str, Any] = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
@@ -422,18 +424,6 @@ def test_cli_prints_a_measured_summary(
     assert capsys.readouterr().out == ""
     assert _cli(["convert", str(bert_dir), "--to", "parquet", "--output", str(bert_dir), "-q"]) == 1
     assert "not replacing it" in capsys.readouterr().err
-
-
-def test_cli_onnx_without_its_module(
-    bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a module name that does not exist stands for an installation without the ONNX converter
-    monkeypatch.setattr(convert_cmd, "ONNX_MODULE", "pytest_hfmodels.convert.onnx_not_installed")
-    assert (
-        _cli(["convert", str(bert_dir), "--to", "onnx", "--output", str(tmp_path / "o"), "--opset", "17"])
-        == 1
-    )
-    assert "--to onnx needs pytest_hfmodels.convert.onnx_not_installed" in capsys.readouterr().err
 
 
 def test_result_json_round_trip(bert_exact: ConversionResult) -> None:

@@ -16,21 +16,7 @@ import duckdb
 import pytest
 
 from pytest_hfmodels import cli
-
-from .results_helpers import hold_database, release
-
-CONFTEST = """
-from pytest_hfmodels.plugin.recorder import ResultRecorder, add_options
-
-
-def pytest_addoption(parser):
-    add_options(parser.getgroup("hfmodels"), parser)
-
-
-def pytest_configure(config):
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(ResultRecorder(config), "hfmodels-recorder")
-"""
+from tests.results_helpers import hold_database, release
 
 SUITE = """
 import os
@@ -73,12 +59,12 @@ def test_not_a_model():
     pass
 """
 
-BASE_ARGS = ("-p", "no:hfmodels", "-p", "no:cacheprovider", "-p", "no:randomly")
+# The plugin as installed: its pytest_configure registers the recorder on the controller.
+BASE_ARGS = ("-p", "no:cacheprovider", "-p", "no:randomly")
 
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_suite=SUITE)
     return pytester
 

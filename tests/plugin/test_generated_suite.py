@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,37 +11,9 @@ from pytest_hfmodels.errors import CheckFailed
 from pytest_hfmodels.registry.loader import load_registries
 from pytest_hfmodels.runners import runner_class
 from pytest_hfmodels.samples import SAMPLE_IMAGE_QUESTION, SAMPLE_VIDEO_LABELS, sample_image
+from tests.helpers import BUILTIN_FAMILIES, DATA, ONE_SHAPE, dump_rows, read_rows
 
-from .conftest import BUILTIN_FAMILIES, DATA, ONE_SHAPE
-
-# A plugin (not a conftest: conftest hooks apply only below their folder, and the generated
-# suite lives in the package) appending every row the controller receives to a file.
-ROW_DUMP = """
-import json
-from pytest_hfmodels.results import USER_PROPERTY
-
-def pytest_configure(config):
-    global controller
-    controller = not hasattr(config, "workerinput")
-
-def pytest_runtest_logreport(report):
-    for name, value in report.user_properties:
-        if name == USER_PROPERTY and controller:
-            with open({path!r}, "a") as out:
-                out.write(json.dumps(value) + "\\n")
-"""
-
-
-def dump_rows(pytester: pytest.Pytester) -> tuple[Path, list[str]]:
-    """Rows file and the arguments that load the row-dumping plugin."""
-    path = pytester.path / "rows.jsonl"
-    pytester.makepyfile(rowdump=ROW_DUMP.format(path=str(path)))
-    pytester.syspathinsert()
-    return path, ["-p", "rowdump"]
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+pytestmark = pytest.mark.slow  # builds and runs real models
 
 
 def test_small_set_passes_on_every_family_and_minilm(pytester: pytest.Pytester) -> None:

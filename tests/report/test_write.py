@@ -23,8 +23,7 @@ from pytest_hfmodels.report.markdown import render_markdown
 from pytest_hfmodels.report.queries import load_run_report
 from pytest_hfmodels.report.write import compatibility_json, write_report
 from pytest_hfmodels.results import Measurement, ResultRow
-
-from . import results_helpers
+from tests import results_helpers
 
 ROUNDS = 7
 

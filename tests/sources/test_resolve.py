@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .conftest import ONE_SHAPE
+from tests.helpers import ONE_SHAPE
+
+pytestmark = pytest.mark.slow  # builds and runs real models
 
 if TYPE_CHECKING:
     from tests.hubserver import HubServer

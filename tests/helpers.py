@@ -1,0 +1,61 @@
+"""What several test modules share: data paths, the built-in families, one-shape options, and a
+plugin that dumps the result rows a pytester run reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+#: the families model_registries/ holds, each with a tiny model in the small set
+BUILTIN_FAMILIES = frozenset(
+    {
+        "bert",
+        "clap",
+        "clip",
+        "detr",
+        "gpt2",
+        "llama",
+        "llava",
+        "llava_next",
+        "qwen2",
+        "t5",
+        "vit",
+        "wav2vec2",
+        "whisper",
+        "xclip",
+    }
+)
+#: one input shape instead of the default sweep, for tests about something else than the sweep
+ONE_SHAPE = ("--hf-batch-sizes=1", "--hf-seq-lengths=32", "--hf-audio-seconds=1")
+
+# A plugin (not a conftest: conftest hooks apply only below their folder, and the generated
+# suite lives in the package) appending every row the controller receives to a file.
+ROW_DUMP = """
+import json
+from pytest_hfmodels.results import USER_PROPERTY
+
+def pytest_configure(config):
+    global controller
+    controller = not hasattr(config, "workerinput")
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == USER_PROPERTY and controller:
+            with open({path!r}, "a") as out:
+                out.write(json.dumps(value) + "\\n")
+"""
+
+
+def dump_rows(pytester: pytest.Pytester) -> tuple[Path, list[str]]:
+    """Rows file and the arguments that load the row-dumping plugin."""
+    path = pytester.path / "rows.jsonl"
+    pytester.makepyfile(rowdump=ROW_DUMP.format(path=str(path)))
+    pytester.syspathinsert()
+    return path, ["-p", "rowdump"]
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
