@@ -26,7 +26,7 @@ def bare_export(model_dir: Path, out: Path) -> float:
     import onnxruntime
     import torch
 
-    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.reference import load_reference
     from pytest_hfmodels.convert.onnx.specs import read_config, spec_for
 
     start = time.perf_counter()

@@ -183,7 +183,8 @@ def _child(method: str, model_dir: str, out: str) -> int:
     import transformers
     from safetensors.torch import save_file
 
-    from pytest_hfmodels.convert.parquet.converter import ConversionConfig, ModelConverter
+    from pytest_hfmodels.convert.parquet.config import ConversionConfig
+    from pytest_hfmodels.convert.parquet.converter import ModelConverter
 
     report: dict[str, Any] = {}
     started = time.perf_counter()

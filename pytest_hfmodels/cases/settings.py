@@ -193,15 +193,19 @@ def _db_path(
     return base / str(getini("hf_db") or DEFAULT_DB_PATH)
 
 
-def parse_seconds(text: str) -> float:
-    """A non-negative number of seconds; the error says what is wrong, its caller names the option."""
+def non_negative(text: Any, unit: str) -> float:
+    """A number >= 0 of `unit`; the error says what is wrong, its caller names the option."""
     try:
         value = float(text)
     except ValueError:
-        raise OptionError(f"{text!r} is not a number of seconds") from None
+        raise OptionError(f"{text!r} is not a number of {unit}") from None
     if value < 0:
         raise OptionError(f"{text!r} is negative")
     return value
+
+
+def parse_seconds(text: str) -> float:
+    return non_negative(text, "seconds")
 
 
 def _lock_timeout(option: Any, ini: Any) -> float:
@@ -250,12 +254,9 @@ def _pool_budget(value: Any) -> float | None:
     if value in (None, ""):
         return None
     try:
-        budget = float(value)
-    except ValueError:
-        raise OptionError(f"--hf-pool-memory-mb: {value!r} is not a number of MiB") from None
-    if budget < 0:
-        raise OptionError(f"--hf-pool-memory-mb: must be >= 0, got {value}")
-    return budget
+        return non_negative(value, "MiB")
+    except OptionError as exc:
+        raise OptionError(f"--hf-pool-memory-mb: {exc}") from None
 
 
 def _int_option(option: str, value: Any, default: int, minimum: int) -> int:

@@ -145,7 +145,8 @@ def _onnx_summary(export: OnnxExport, written: Path) -> str:
 
 
 def _run_parquet(args: argparse.Namespace) -> int:
-    from pytest_hfmodels.convert.parquet.converter import ConversionConfig, ModelConverter
+    from pytest_hfmodels.convert.parquet.config import ConversionConfig
+    from pytest_hfmodels.convert.parquet.converter import ModelConverter
 
     if args.quiet:
         import transformers

@@ -1,1 +1,3 @@
-"""Model format converters (Parquet, ONNX). Each lives in its own module, imported only when used."""
+"""Model format converters: `onnx` (PyTorch to a validated ONNX file, cached) and `parquet` (weights to
+a validated Parquet file). Each imports torch and its runtime only when it converts.
+"""

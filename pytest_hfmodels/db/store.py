@@ -276,7 +276,7 @@ def _insert_performance(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
 
 
 def _utc_naive(moment: datetime | None) -> datetime | None:
-    # Stored as UTC without a zone (see db_schema); aware datetimes are converted first.
+    # Stored as UTC without a zone (see schema); aware datetimes are converted first.
     if moment is None or moment.tzinfo is None:
         return moment
     return moment.astimezone(timezone.utc).replace(tzinfo=None)

@@ -3,7 +3,7 @@
 Settings are read from the environment when a `HubClient` is built, not when a module is imported:
 huggingface_hub fixes ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_CACHE`` at its import, so the
 client passes endpoint, cache folder and local-only mode explicitly on every call. Every network
-call goes through `hub_retry.with_retries`; offline, answers come from the local HF cache only and
+call goes through `retry.with_retries`; offline, answers come from the local HF cache only and
 say so (``from_cache=True``, or `ModelNotCachedError` "offline and not cached").
 """
 

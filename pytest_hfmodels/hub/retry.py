@@ -2,7 +2,7 @@
 
 huggingface_hub retries some calls itself with delays we cannot configure (1 s doubling to 8 s) and
 none at all for `file_exists`/`model_info`, and lets transport failures out as raw httpx2 exceptions.
-So every Hub call of `hub.py` is made with the library's retries off and goes through `with_retries`,
+So every Hub call of `client` is made with the library's retries off and goes through `with_retries`,
 which owns the schedule, the total time bound, and the mapping to our exceptions.
 """
 

@@ -2,7 +2,7 @@
 
 Rows are built wherever a case runs and travel in `report.user_properties`, so under
 pytest-xdist they reach the controller through `pytest_runtest_logreport` like any report.
-At session end the controller stores them in one transaction (`db.store_run`, which spills to
+At session end the controller stores them in one transaction (`db.store.store_run`, which spills to
 a file when the database is locked) and, when asked, writes the per-run JSON of the original
 verification tools (`report.tools_json`). Nothing heavy is imported here: duckdb and pyarrow load
 inside `db` calls. Its options are declared with the others in `options` and read into `Settings`.

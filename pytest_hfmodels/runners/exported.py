@@ -26,7 +26,7 @@ class ExportedModelRunner:
     """Base of the runners that run the ONNX export; subclasses open it in their runtime."""
 
     mode = ""
-    #: the cache root the session uses (--hf-cache-dir); None: `cache.default_cache_root()`
+    #: the cache root the session uses (--hf-cache-dir); None: `cache.store.default_cache_root()`
     cache_root: Path | None = None
 
     def __init__(self, entry: ModelEntry, device: Device) -> None:
@@ -35,13 +35,13 @@ class ExportedModelRunner:
         self.model: Any = None  #: the PyTorch original (hf_runner counts its parameters)
         self.onnx: OnnxExport | None = None  #: the file, its exporter, source, conversion time and diffs
         self.precision: str | None = None  #: what the runtime actually computes in (fp32, bf16, fp16)
-        self.reference: Any = None  #: convert.onnx_export.ReferenceModel
+        self.reference: Any = None  #: convert.onnx.reference.ReferenceModel
         self.threads: int | None = None
         self.threads_used: int | None = None  #: the runtime's, set by `load_runtime` where it can tell
 
     def load(self, model_dir: Path) -> None:
         from pytest_hfmodels.convert.onnx.cached import export_onnx
-        from pytest_hfmodels.convert.onnx.export import load_reference
+        from pytest_hfmodels.convert.onnx.reference import load_reference
         from pytest_hfmodels.convert.onnx.specs import read_config, spec_for
 
         limit_torch_threads(self.threads)  # the export and the PyTorch reference run in this process too
@@ -71,7 +71,7 @@ class ExportedModelRunner:
         raise NotImplementedError
 
     def check(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-        from pytest_hfmodels.convert.onnx.export import compare_outputs
+        from pytest_hfmodels.convert.onnx.compare import compare_outputs
 
         for name, values in outputs.items():
             checks.check_finite(f"{self.mode}.{name}", values)

@@ -1,4 +1,4 @@
-"""`hfmodels cache ls | verify | clean` and cache_admin on a cache of real tiny models and conversions."""
+"""`hfmodels cache ls | verify | clean` and cache.admin on a cache of real tiny models and conversions."""
 
 from __future__ import annotations
 

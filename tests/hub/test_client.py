@@ -1,4 +1,4 @@
-"""hub.py against a real HTTP server on 127.0.0.1, through the real huggingface_hub client."""
+"""hub.client against a real HTTP server on 127.0.0.1, through the real huggingface_hub client."""
 
 from __future__ import annotations
 

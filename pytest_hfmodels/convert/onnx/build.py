@@ -17,14 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_hfmodels.cache.manifest import file_entry
-from pytest_hfmodels.convert.onnx.export import (
-    compare_outputs,
-    export_file,
-    load_reference,
-    output_axes,
-    run_onnxruntime,
-    shapes_of,
-)
+from pytest_hfmodels.convert.onnx.compare import compare_outputs
+from pytest_hfmodels.convert.onnx.export import export_file, output_axes, run_onnxruntime, shapes_of
+from pytest_hfmodels.convert.onnx.reference import load_reference
 from pytest_hfmodels.convert.onnx.specs import ExportSpec, read_config
 from pytest_hfmodels.errors import ModelConversionError
 from pytest_hfmodels.registry.model import Tolerances

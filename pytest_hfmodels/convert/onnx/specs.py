@@ -71,7 +71,7 @@ class ExportSpec:
     export_shape: InputShape = InputShape(1, 8, 4)
     #: differs from export_shape in every dynamic axis, so validation proves them dynamic
     validate_shape: InputShape = InputShape(2, 13, 6)
-    #: a module of `onnx_export.WRAPPERS` that runs the model where its own forward cannot be traced
+    #: a module of `wrappers.WRAPPERS` that runs the model where its own forward cannot be traced
     #: with dynamic axes; None: the model's forward
     wrapper: str | None = None
 
@@ -201,7 +201,7 @@ SPECS: Mapping[str, ExportSpec] = MappingProxyType(
         # image's features in a Python loop over the batch: the "llava_next" wrapper packs them as one
         # tensor, for one image size, the sample's (the vision tower's image_size, square), so the tile
         # count and the image tokens per prompt are fixed. image_sizes is an input, as the model's own
-        # forward takes it; the wrapper refuses other sizes at export (see onnx_export._llava_next_logits).
+        # forward takes it; the wrapper refuses other sizes at export (see wrappers._llava_next_logits).
         "llava_next": ExportSpec(
             "llava_next",
             "image-prompt",

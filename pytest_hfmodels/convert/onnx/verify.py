@@ -1,6 +1,6 @@
 """The verification API the original tools offered: is a model file on the Hub, fetch it, or convert it.
 
-A thin layer over `hub.HubClient`: the Hub rules (retries, offline, errors) live there. Conversion is
+A thin layer over `hub.client.HubClient`: the Hub rules (retries, offline, errors) live there. Conversion is
 pluggable: a ``converter`` callable, by default `from_hub.convert_for_verifier` (torch and the
 exporter are imported only when a file is actually missing and converted).
 """

@@ -2,8 +2,8 @@
 
 Everything is written into a hidden staging folder next to the output, validated there, and only
 then renamed into place, so an output folder either holds a whole validated conversion or nothing
-from this run. Layout: `parquet_format`; writing: `parquet_write`; reading: `parquet_load`; checks:
-`parquet_validate`; models: `parquet_source`.
+from this run. Layout: `format`; writing: `write`; reading: `load`; checks:
+`validate`; models: `source_model`.
 """
 
 from __future__ import annotations

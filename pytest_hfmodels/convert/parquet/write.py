@@ -1,4 +1,4 @@
-"""Write a state dict to a Parquet weights file (layout in `parquet_format`)."""
+"""Write a state dict to a Parquet weights file (layout in `format`)."""
 
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ def test_family_exports_and_validates_at_another_shape(key: str, tmp_path: Path)
 
 def test_file_runs_at_a_third_shape_in_onnxruntime(tmp_path: Path) -> None:
     """The dynamic axes hold beyond the two shapes the conversion used."""
-    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.reference import load_reference
     from pytest_hfmodels.convert.onnx.specs import read_config
 
     folder = model_dir("gpt2-tiny")
@@ -161,7 +161,7 @@ def test_contrastive_export_keeps_images_and_texts_apart(
     key: str, scores: str, texts: tuple[str, ...], tmp_path: Path
 ) -> None:
     """n images (sounds) and m texts give [n, m] scores, for counts neither export nor validation used."""
-    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.reference import load_reference
     from pytest_hfmodels.convert.onnx.specs import read_config
 
     folder = model_dir(key)
@@ -207,9 +207,9 @@ def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wrapper is exported and checked against, so it must give the model's own logits."""
-    from pytest_hfmodels.convert.onnx import export as onnx_export
+    from pytest_hfmodels.convert.onnx import wrappers as onnx_wrappers
 
-    llava = onnx_export.WRAPPERS["llava"]
+    llava = onnx_wrappers.WRAPPERS["llava"]
 
     def last_layer(model: Any, spec: ExportSpec) -> Any:
         # The model's logits were computed from layer -2 before the wrapper is made; the wrapper
@@ -217,7 +217,7 @@ def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
         model.config.vision_feature_layer = -1
         return llava(model, spec)
 
-    monkeypatch.setitem(onnx_export.WRAPPERS, "llava", last_layer)
+    monkeypatch.setitem(onnx_wrappers.WRAPPERS, "llava", last_layer)
     with pytest.raises(
         ModelConversionError,
         match=r"export wrapper 'llava' does not reproduce LlavaForConditionalGeneration: max abs",
@@ -229,7 +229,7 @@ def test_llava_wrapper_that_does_not_reproduce_the_model_is_refused(
 def test_llava_next_export_serves_its_image_size_at_any_batch(tmp_path: Path) -> None:
     """Batch and prompt length stay dynamic; an image of another size gives non-finite logits in the
     graph and is refused by name in PyTorch; a prompt too short for the image's tokens is refused."""
-    from pytest_hfmodels.convert.onnx.export import load_reference
+    from pytest_hfmodels.convert.onnx.reference import load_reference
     from pytest_hfmodels.convert.onnx.specs import read_config
 
     folder = model_dir("llava-next-tiny")

@@ -20,7 +20,8 @@ import torch
 import transformers
 
 from pytest_hfmodels.cli import convert_cmd
-from pytest_hfmodels.convert.parquet.converter import ConversionConfig, ConversionResult, ModelConverter
+from pytest_hfmodels.convert.parquet.config import ConversionConfig, ConversionResult
+from pytest_hfmodels.convert.parquet.converter import ModelConverter
 from pytest_hfmodels.convert.parquet.format import SCHEMA
 from pytest_hfmodels.convert.parquet.load import get_layer, iter_parquet_weights, load_parquet_weights
 from pytest_hfmodels.convert.parquet.validate import relative_error
