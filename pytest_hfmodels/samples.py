@@ -30,6 +30,35 @@ SAMPLE_SOUND_LABELS = ("a dog barking", "a car horn", "rain")
 SAMPLE_VIDEO_LABELS = ("playing sports", "eating spaghetti", "going shopping")
 #: frames per video where the model's config does not say
 DEFAULT_VIDEO_FRAMES = 8
+# Rows differ in content and length, so batched validation exercises padding and attention masks.
+VARIED_TEXTS = (
+    "Paris is the capital of France. The quick brown fox jumps over the lazy dog. "
+    "Transformers provide thousands of pretrained models.",
+    "A man is eating food.",
+    "The weather today is sunny with a light breeze.",
+)
+#: the target text whose tokens follow the decoder start token in exported encoder-decoders
+DECODER_TEXT = "the house is wonderful and the weather is sunny today"
+#: what tiny tokenizers are trained on: every sample text above tokenises into learned pieces
+TOKENIZER_CORPUS = (
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "A woman is playing the violin.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Paris is the capital of France.",
+    "Hello world, this is a tiny model built for tests.",
+    "Translate English to German: the house is wonderful.",
+    "Transformers provide thousands of pretrained models.",
+    "The weather today is sunny with a light breeze.",
+    "Numbers like 1, 2, 3 and 42 appear in text too.",
+    "She sells sea shells by the sea shore.",
+    "Machine learning models run on CPUs, GPUs and NPUs.",
+)
+#: modalities of contrastive dual encoders (CLIP: text-image, CLAP: text-audio, X-CLIP: text-video):
+#: their texts are a batch of their own, each scored against every image, sound or video. The other
+#: modality with text and images is image-prompt (LLaVA, LLaVA-NeXT): one image per row, its prompt
+#: holding the image's tokens.
+CONTRASTIVE = ("text-image", "text-audio", "text-video")
 
 
 def ensure_pad_token(tokenizer: Any) -> None:
@@ -85,37 +114,6 @@ def image_size(config: Any, processor: Any = None) -> tuple[int, int]:
     if isinstance(size, (list, tuple)):
         return int(size[0]), int(size[1])
     return int(size), int(size)
-
-
-# Rows differ in content and length, so batched validation exercises padding and attention masks.
-VARIED_TEXTS = (
-    "Paris is the capital of France. The quick brown fox jumps over the lazy dog. "
-    "Transformers provide thousands of pretrained models.",
-    "A man is eating food.",
-    "The weather today is sunny with a light breeze.",
-)
-#: the target text whose tokens follow the decoder start token in exported encoder-decoders
-DECODER_TEXT = "the house is wonderful and the weather is sunny today"
-#: what tiny tokenizers are trained on: every sample text above tokenises into learned pieces
-TOKENIZER_CORPUS = (
-    "A man is eating food.",
-    "A man is eating a piece of bread.",
-    "A woman is playing the violin.",
-    "The quick brown fox jumps over the lazy dog.",
-    "Paris is the capital of France.",
-    "Hello world, this is a tiny model built for tests.",
-    "Translate English to German: the house is wonderful.",
-    "Transformers provide thousands of pretrained models.",
-    "The weather today is sunny with a light breeze.",
-    "Numbers like 1, 2, 3 and 42 appear in text too.",
-    "She sells sea shells by the sea shore.",
-    "Machine learning models run on CPUs, GPUs and NPUs.",
-)
-#: modalities of contrastive dual encoders (CLIP: text-image, CLAP: text-audio, X-CLIP: text-video):
-#: their texts are a batch of their own, each scored against every image, sound or video. The other
-#: modality with text and images is image-prompt (LLaVA, LLaVA-NeXT): one image per row, its prompt
-#: holding the image's tokens.
-CONTRASTIVE = ("text-image", "text-audio", "text-video")
 
 
 @dataclass(frozen=True)
@@ -249,7 +247,7 @@ def _texts(modality: str, shape: InputShape) -> list[str]:
     return [shape.text or VARIED_TEXTS[i % len(VARIED_TEXTS)] for i in range(count)]
 
 
-def padding(length: int | None) -> dict[str, Any]:
+def _padding(length: int | None) -> dict[str, Any]:
     """Tokenizer arguments: pad to the longest row, or to exactly `length` tokens (truncated where longer)."""
     if length is None:
         return {"padding": True}
@@ -257,7 +255,7 @@ def padding(length: int | None) -> dict[str, Any]:
 
 
 def _tokenized(tokenizer: Any, texts: list[str], length: int | None) -> dict[str, Any]:
-    return dict(tokenizer(texts, return_tensors="np", **padding(length)))
+    return dict(tokenizer(texts, return_tensors="np", **_padding(length)))
 
 
 def _image_prompts(pre: Preprocessors, config: Any, shape: InputShape, label: str) -> dict[str, Any]:
@@ -287,7 +285,7 @@ def _image_prompts(pre: Preprocessors, config: Any, shape: InputShape, label: st
             f"{image_tokens} tokens ({source})"
         )
     questions = [shape.text or VARIED_TEXTS[i % len(VARIED_TEXTS)] for i in range(shape.batch)]
-    pad = padding(shape.length)
+    pad = _padding(shape.length)
     if pre.processor is not None:
         prompts = [f"{pre.processor.image_token} {question}" for question in questions]
         return dict(pre.processor(images=images, text=prompts, return_tensors="np", **pad))

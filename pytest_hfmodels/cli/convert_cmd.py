@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_hfmodels.cache.manifest import RECORD_FILE
+from pytest_hfmodels.cache.store import default_cache_root
 from pytest_hfmodels.convert.parquet.config import ALL_COMPONENTS, COMPRESSIONS, MODEL_TYPES
+from pytest_hfmodels.errors import HFModelsError
 
 if TYPE_CHECKING:
     from pytest_hfmodels.convert.onnx.cached import OnnxExport
@@ -80,10 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_onnx(args: argparse.Namespace) -> int:
     """Convert `args.model` to ONNX into `args.output`; print where it went and how it validated."""
-    from pytest_hfmodels.cache.store import default_cache_root
     from pytest_hfmodels.convert.onnx.cached import export_onnx
     from pytest_hfmodels.convert.onnx.from_hub import model_folder
-    from pytest_hfmodels.errors import HFModelsError
 
     quiet = bool(getattr(args, "quiet", False))
     if getattr(args, "validate", True) is False and not quiet:
