@@ -105,7 +105,7 @@ def sample_audio(sampling_rate: int, seconds: float = 1.0) -> Any:
     return (0.5 * np.sin(2 * np.pi * 440.0 * t) + noise).astype(np.float32)
 
 
-def image_size(config: Any, processor: Any = None) -> tuple[int, int]:
+def image_size(config: Any) -> tuple[int, int]:
     # Dual-encoder models (CLIP) keep the image size in their vision tower's config.
     size = getattr(config, "image_size", None) or getattr(
         getattr(config, "vision_config", None), "image_size", None
