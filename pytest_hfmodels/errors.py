@@ -100,6 +100,10 @@ class ModelConnectionError(ModelVerificationError):
     """The Hub could not be reached within the retry budget."""
 
 
+class CacheError(HFModelsError):
+    """A cache root or entry is not this tool's to use or change; the message names the folder."""
+
+
 class ResultsError(HFModelsError):
     """The results database could not be opened, migrated or written."""
 

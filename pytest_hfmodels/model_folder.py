@@ -14,6 +14,14 @@ from typing import Any
 from pytest_hfmodels.errors import HFModelsError, ModelSourceError
 
 CONFIG_FILE = "config.json"
+_JSON_TYPES = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def read_config(model_dir: Path, error: type[HFModelsError] = ModelSourceError) -> dict[str, Any]:
@@ -24,10 +32,16 @@ def read_config(model_dir: Path, error: type[HFModelsError] = ModelSourceError) 
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise error(f"{model_dir}: no {CONFIG_FILE}: not a transformers model folder") from exc
-    except (OSError, ValueError) as exc:
-        raise error(f"{path}: unreadable: {exc}") from exc
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte offset {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:  # json's parser recurses once per nesting level
+        raise error(f"{path}: invalid JSON: nested too deeply") from exc
     if not isinstance(config, dict):
-        raise error(f"{path}: not a JSON object but {type(config).__name__}")
+        raise error(f"{path}: not a JSON object but a JSON {_JSON_TYPES.get(type(config), 'value')}")
     return config
 
 

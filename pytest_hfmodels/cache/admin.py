@@ -1,10 +1,13 @@
-"""Looking after the cache root: list its entries, rehash conversions, remove idle entries.
+"""Looking after the cache root: list its entries, rehash them, remove idle ones.
 
-An entry is a folder `<root>/<kind>/<name>` (kind: tiny, onnx, ...). Nothing outside the root is
-ever removed or even followed: a symlink is never an entry and never walked into, and inside an
-entry being removed it goes as a link, its target untouched. An entry is renamed aside under its
-build lock before it is deleted, so a reader never finds half a folder and a build in progress is
-never removed.
+An entry is a folder `<root>/<kind>/<name>` (kind: tiny, onnx, ...) holding the manifest the cache
+wrote when it built it; a staging folder `.<name>.<random>.tmp` beside its build lock is a build in
+progress or a dead one. Anything else under the root is foreign: listed, never removed. A root
+without this tool's CACHEDIR.TAG is refused by `clean`. Nothing outside the root is ever removed or
+even followed: a symlink is never an entry and never walked into, and inside an entry being
+removed it goes as a link, its target untouched. An entry is renamed aside under its build lock
+before it is deleted, so a reader never finds half a folder and a build in progress is never
+removed.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_hfmodels.cache.manifest import RECORD_FILE, file_problems, read_record
-from pytest_hfmodels.errors import OptionError
+from pytest_hfmodels.cache.manifest import MANIFEST_FILE, file_problems, read_manifest
+from pytest_hfmodels.cache.store import CACHE_TAG, is_cache_root, lock_path, staging_folders
+from pytest_hfmodels.errors import CacheError, OptionError
 
 THRESHOLD_ENV = "CACHE_CLEANUP_THRESHOLD"  #: GB (10**9 bytes) above which clean-up starts
 MIN_AGE_ENV = "CACHE_CLEANUP_MIN_AGE_DAYS"  #: days an entry must have been idle to be removed
@@ -34,8 +38,9 @@ class CacheEntry:
     kind: str  #: the folder under the root: tiny, onnx, ...
     size: int  #: bytes of its regular files (links are not followed)
     last_used: float  #: newest mtime of the folder and its files (conversions touch it when reused)
-    partial: bool = False  #: a staging folder a build left behind (killed mid-build)
-    record: Mapping[str, Any] | None = field(default=None, compare=False)  #: conversion.json, if any
+    partial: bool = False  #: a staging folder of a build, live or killed mid-build
+    manifest: Mapping[str, Any] | None = field(default=None, compare=False)  #: None: unreadable
+    foreign: bool = False  #: not made by this cache: never removed
 
     def idle_days(self, now: float | None = None) -> float:
         return ((now if now is not None else time.time()) - self.last_used) / _DAY_S
@@ -62,6 +67,7 @@ class CleanReport:
     busy: tuple[CacheEntry, ...]  #: idle enough but locked by a build: left alone
     size_before: int
     size_after: int
+    locks_removed: tuple[Path, ...] = ()  #: build locks left by dead builds of entries that are gone
 
 
 @dataclass(frozen=True)
@@ -72,46 +78,52 @@ class VerifyResult:
 
 
 def list_entries(root: Path) -> list[CacheEntry]:
-    """Every entry under `root`, sorted by kind and name; links and loose files are skipped."""
+    """Everything under `root`'s kind folders, sorted by kind and name: this cache's entries, the
+    staging folders of its builds and foreign folders; links and loose files are skipped."""
     root = Path(root)
     entries: list[CacheEntry] = []
     for kind in _real_dirs(root):
         for item in _real_dirs(kind):
-            partial = item.name.startswith(".") and item.name.endswith(".tmp")
             size, last_used = _measure(item)
-            entries.append(CacheEntry(item, kind.name, size, last_used, partial, read_record(item)))
+            partial = _is_staging(item)
+            ours = partial or (item / MANIFEST_FILE).is_file()
+            manifest = None if partial else read_manifest(item)
+            entries.append(CacheEntry(item, kind.name, size, last_used, partial, manifest, not ours))
     return entries
 
 
 def verify_entries(root: Path) -> list[VerifyResult]:
-    """Rehash every file each conversion record lists against the recorded size and sha256."""
+    """Rehash every file each entry's manifest lists against the recorded size and sha256."""
     results = []
     for entry in list_entries(root):
-        if entry.partial:
+        if entry.partial or entry.foreign:
             continue
-        files = (entry.record or {}).get("files")
-        if not files:
-            if (entry.path / RECORD_FILE).exists():  # a record was written, and is now unreadable
-                results.append(VerifyResult(entry, False, (f"{RECORD_FILE}: unreadable or lists no files",)))
-            else:
-                results.append(VerifyResult(entry, None))
+        if entry.manifest is None:
+            results.append(VerifyResult(entry, False, (f"{MANIFEST_FILE}: unreadable",)))
             continue
-        problems = file_problems(entry.path, files)
+        problems = file_problems(entry.path, entry.manifest["files"], full=True)
         results.append(VerifyResult(entry, not problems, tuple(problems)))
     return results
 
 
 def clean(root: Path, policy: CleanPolicy, now: float | None = None, dry_run: bool = False) -> CleanReport:
-    """Remove left-over staging folders, then idle entries oldest first while the cache is too big."""
+    """Remove dead builds' staging folders and locks, then idle entries oldest first while the cache
+    is too big. Foreign folders are never touched; a root this tool did not tag is refused."""
+    root = Path(root)
+    if not root.exists():
+        return CleanReport((), (), 0, 0)
+    if not root.is_dir() or not is_cache_root(root):
+        raise CacheError(
+            f"{root}: not a pytest-hfmodels cache (no {CACHE_TAG} written by it); refusing to clean it"
+        )
     now = time.time() if now is None else now
-    entries = list_entries(root)
+    entries = [e for e in list_entries(root) if not e.foreign]
     size = size_before = sum(e.size for e in entries)
     removed: list[CacheEntry] = []
     busy: list[CacheEntry] = []
     for entry in entries:
-        if not entry.partial or entry.idle_days(now) < policy.min_age_days:
-            continue
-        if dry_run or remove_entry(root, entry):
+        # A staging folder whose lock is free belongs to a build that died: nothing will finish it.
+        if entry.partial and (dry_run or remove_entry(root, entry)):
             removed.append(entry)
             size -= entry.size
     for entry in sorted((e for e in entries if not e.partial), key=lambda e: e.last_used):
@@ -122,13 +134,16 @@ def clean(root: Path, policy: CleanPolicy, now: float | None = None, dry_run: bo
             size -= entry.size
         else:
             busy.append(entry)
-    return CleanReport(tuple(removed), tuple(busy), size_before, size)
+    locks = [] if dry_run else _remove_orphan_locks(root)
+    return CleanReport(tuple(removed), tuple(busy), size_before, size, tuple(locks))
 
 
 def clean_if_needed(root: Path) -> CleanReport | None:
-    """The automatic clean-up: only when the cache exceeds CACHE_CLEANUP_THRESHOLD GB."""
+    """The automatic clean-up: only of a tagged cache, only when it exceeds CACHE_CLEANUP_THRESHOLD GB."""
     policy = CleanPolicy.from_env()
-    if not Path(root).is_dir() or sum(e.size for e in list_entries(root)) <= policy.max_size_bytes:
+    if not Path(root).is_dir() or not is_cache_root(Path(root)):
+        return None
+    if sum(e.size for e in list_entries(root) if not e.foreign) <= policy.max_size_bytes:
         return None
     return clean(root, policy)
 
@@ -138,9 +153,9 @@ def remove_entry(root: Path, entry: CacheEntry) -> bool:
     from filelock import FileLock, Timeout
 
     path = entry.path
-    if not _inside(Path(root), path) or path.is_symlink():
+    if entry.foreign or not _inside(Path(root), path) or path.is_symlink():
         raise OptionError(f"cache: refusing to remove {path}: not a folder inside the cache root {root}")
-    lock = FileLock(str(_lock_path(entry)), timeout=0)
+    lock = FileLock(str(_lock_of(entry)), timeout=0)
     try:
         with lock:
             if not path.is_dir() or path.is_symlink():
@@ -153,12 +168,40 @@ def remove_entry(root: Path, entry: CacheEntry) -> bool:
     return True
 
 
-def _lock_path(entry: CacheEntry) -> Path:
+def _lock_of(entry: CacheEntry) -> Path:
     """The build lock guarding an entry; a staging folder `.<target>.<random>.tmp` shares its target's."""
-    name = entry.path.name
     if entry.partial:
-        name = name[1:].rsplit(".", 2)[0]
-    return entry.path.with_name(name + ".lock")
+        return lock_path(entry.path.with_name(entry.path.name[1:].rsplit(".", 2)[0]))
+    return lock_path(entry.path)
+
+
+def _is_staging(folder: Path) -> bool:
+    """`.<name>.<random>.tmp` beside `<name>.lock`: a folder a build of `<name>` made."""
+    name = folder.name
+    if not (name.startswith(".") and name.endswith(".tmp")) or name.count(".") < 3:
+        return False
+    return lock_path(folder.with_name(name[1:].rsplit(".", 2)[0])).is_file()
+
+
+def _remove_orphan_locks(root: Path) -> list[Path]:
+    """Unlink build locks that guard nothing any more (no entry, no staging folder), each while
+    holding it: filelock re-checks after acquiring that its file was not unlinked meanwhile."""
+    from filelock import FileLock, Timeout
+
+    removed = []
+    for kind in _real_dirs(root):
+        for lock in sorted(kind.glob("*.lock")):
+            entry = lock.with_name(lock.name[: -len(".lock")])
+            if lock.is_symlink() or not lock.is_file() or entry.exists() or staging_folders(entry):
+                continue
+            try:
+                with FileLock(str(lock), timeout=0):
+                    if not entry.exists() and not staging_folders(entry):
+                        lock.unlink()
+                        removed.append(lock)
+            except Timeout:
+                continue
+    return removed
 
 
 def _real_dirs(folder: Path) -> list[Path]:

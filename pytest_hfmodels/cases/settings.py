@@ -67,6 +67,8 @@ class Settings:
     db_path: Path | None = None  #: the results database; None: results are not stored (--hf-no-db)
     json_path: Path | None = None  #: also write the run's results as the original tools' JSON
     db_lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S  #: wait this long for a locked database, then spill
+    #: rehash every cached file before use (default: sizes always, hashes where an mtime moved)
+    verify_cache: bool = False
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -158,6 +160,7 @@ def build_settings(
         cache_dir=Path(cache).expanduser() if cache else None,
         offline=offline,
         list_models=bool(getoption("hf_list_models")),
+        verify_cache=bool(getoption("hf_verify_cache")) or _truthy(getini("hf_verify_cache")),
         suite_requested=selection_given,
         models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
         pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),

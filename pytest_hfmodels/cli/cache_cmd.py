@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pytest_hfmodels.cache.store import default_cache_root
+from pytest_hfmodels.cache.store import CACHE_ENV, default_cache_root
+from pytest_hfmodels.cli.arguments import folder_path, non_negative_float
+from pytest_hfmodels.errors import OptionError
 
 
 def register(subparsers: Any) -> None:
@@ -16,17 +18,17 @@ def register(subparsers: Any) -> None:
         description="The cache root is --cache-dir, else $HFMODELS_CACHE, else ~/.cache/hfmodels.",
     )
     parser.add_argument("action", choices=("ls", "verify", "clean"))
-    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR", help="cache root")
+    parser.add_argument("--cache-dir", type=folder_path, default=None, metavar="DIR", help="cache root")
     parser.add_argument(
         "--max-size-gb",
-        type=float,
+        type=non_negative_float,
         default=None,
         metavar="N",
         help="clean: remove idle entries while the cache is larger (default: $CACHE_CLEANUP_THRESHOLD or 30)",
     )
     parser.add_argument(
         "--min-age-days",
-        type=float,
+        type=non_negative_float,
         default=None,
         metavar="D",
         help="clean: only entries idle this long (default: $CACHE_CLEANUP_MIN_AGE_DAYS or 7)",
@@ -39,12 +41,19 @@ def run(args: argparse.Namespace) -> int:
     from pytest_hfmodels.cache import admin as cache_admin
 
     root: Path = args.cache_dir or default_cache_root()
+    if root.exists() and not root.is_dir():  # --cache-dir was checked while parsing; the default was not
+        raise OptionError(f"cache root {root} (${CACHE_ENV} or the default) is a file, not a folder")
     if args.action == "ls":
         entries = cache_admin.list_entries(root)
         for entry in entries:
             idle = f"{entry.idle_days():7.1f}d"
             print(f"{entry.kind:8} {_mb(entry.size):>10} {idle}  {entry.path.name}{_about(entry)}")
-        print(f"{len(entries)} entries, {_mb(sum(e.size for e in entries))} in {root}")
+        ours = [e for e in entries if not e.foreign]
+        foreign = len(entries) - len(ours)
+        print(
+            f"{len(ours)} entries, {_mb(sum(e.size for e in ours))} in {root}"
+            + (f"; {foreign} foreign folders, left alone" if foreign else "")
+        )
         return 0
     if args.action == "verify":
         results = cache_admin.verify_entries(root)
@@ -54,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
                 state = "ok" if result.ok else "CORRUPT: " + "; ".join(result.problems)
                 print(f"{result.entry.kind}/{result.entry.path.name}: {state}")
         checked = sum(r.ok is not None for r in results)
-        unrecorded = len(results) - checked
-        print(f"{checked} conversions rehashed, {len(bad)} corrupt ({unrecorded} entries without a record)")
+        print(f"{checked} entries rehashed, {len(bad)} corrupt")
         return 1 if bad else 0
     policy = cache_admin.CleanPolicy.from_env(args.max_size_gb, args.min_age_days)
     report = cache_admin.clean(root, policy, dry_run=args.dry_run)
@@ -64,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{verb} {entry.kind}/{entry.path.name} ({_mb(entry.size)}, idle {entry.idle_days():.1f} days)")
     for entry in report.busy:
         print(f"kept {entry.kind}/{entry.path.name}: a build holds its lock")
+    for lock in report.locks_removed:
+        print(f"removed {lock.parent.name}/{lock.name}: the lock of a build that is gone")
     print(
         f"{root}: {_mb(report.size_before)} -> {_mb(report.size_after)} "
         f"(limit {_mb(policy.max_size_bytes)}, idle at least {policy.min_age_days:g} days)"
@@ -76,9 +86,13 @@ def _mb(size: int) -> str:
 
 
 def _about(entry: Any) -> str:
+    if entry.foreign:
+        return "  (foreign: not made by this cache, left alone)"
     if entry.partial:
-        return "  (partial: left by an interrupted build)"
-    record = entry.record or {}
+        return "  (staging: a build in progress, or left by an interrupted one)"
+    if entry.manifest is None:
+        return "  (manifest unreadable: `hfmodels cache verify`)"
+    record = entry.manifest
     if "exporter" not in record:
         return ""
     return f"  {record.get('model_id')} ({record['exporter']}, opset {record.get('opset')})"

@@ -10,10 +10,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_hfmodels.cache.manifest import RECORD_FILE
+from pytest_hfmodels.cache.manifest import MANIFEST_FILE
 from pytest_hfmodels.cache.store import default_cache_root
+from pytest_hfmodels.cli.arguments import (
+    folder_path,
+    int_in_range,
+    model_folder_or_repo_id,
+    one_line,
+    positive_int,
+)
 from pytest_hfmodels.convert.parquet.config import ALL_COMPONENTS, COMPRESSIONS, MODEL_TYPES
-from pytest_hfmodels.errors import HFModelsError
+from pytest_hfmodels.errors import ModelConversionError
+from pytest_hfmodels.model_folder import read_config
 
 if TYPE_CHECKING:
     from pytest_hfmodels.convert.onnx.cached import OnnxExport
@@ -26,9 +34,15 @@ def register(subparsers: Any) -> None:
         description="Convert a local model folder or a Hugging Face model id. The output is written to a "
         "staging folder, validated, and only then moved to --output.",
     )
-    parser.add_argument("model", help="local model folder, or a model id looked up in the HF cache / Hub")
+    parser.add_argument(
+        "model",
+        type=model_folder_or_repo_id,
+        help="local model folder, or a model id looked up in the HF cache / Hub",
+    )
     parser.add_argument("--to", dest="target", required=True, choices=("parquet", "onnx"))
-    parser.add_argument("--output", "-o", required=True, type=Path, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--output", "-o", required=True, type=folder_path, metavar="DIR", help="output folder"
+    )
     parser.add_argument(
         "--type",
         dest="model_type",
@@ -52,7 +66,11 @@ def register(subparsers: Any) -> None:
     parquet = parser.add_argument_group("parquet")
     parquet.add_argument("--compression", default="zstd", choices=COMPRESSIONS)
     parquet.add_argument(
-        "--compression-level", type=int, default=3, metavar="N", help="zstd level 1-22 (default: 3)"
+        "--compression-level",
+        type=int_in_range(1, 22),
+        default=3,
+        metavar="N",
+        help="zstd level 1-22 (default: 3)",
     )
     parquet.add_argument(
         "--float16",
@@ -64,7 +82,7 @@ def register(subparsers: Any) -> None:
         "--no-tokenizer", dest="tokenizer", action="store_false", help="do not save the tokenizer / processor"
     )
     onnx = parser.add_argument_group("onnx")
-    onnx.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    onnx.add_argument("--opset", type=positive_int, default=18, help="ONNX opset (default: 18)")
     onnx.add_argument(
         "--exporter",
         choices=("legacy", "dynamo"),
@@ -75,6 +93,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    local = Path(args.model).expanduser()
+    if local.is_dir():
+        # One message for a broken config.json, whichever converter would have tripped over it.
+        read_config(local, ModelConversionError)
     if args.target == "onnx":
         return _run_onnx(args)
     return _run_parquet(args)
@@ -92,19 +114,15 @@ def _run_onnx(args: argparse.Namespace) -> int:
             "validated against PyTorch",
             file=sys.stderr,
         )
-    try:
-        export = export_onnx(
-            model_folder(str(args.model)),
-            default_cache_root(),
-            opset=getattr(args, "opset", None),
-            exporter=getattr(args, "exporter", None),
-            model_id=str(args.model),
-            progress=not quiet and sys.stderr.isatty(),
-        )
-        written = _copy_out(export, Path(args.output))
-    except HFModelsError as exc:
-        print(f"hfmodels convert: error: {exc}", file=sys.stderr)
-        return 1
+    export = export_onnx(
+        model_folder(str(args.model)),
+        default_cache_root(),
+        opset=getattr(args, "opset", None),
+        exporter=getattr(args, "exporter", None),
+        model_id=str(args.model),
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    written = _copy_out(export, Path(args.output))
     if not quiet:
         print(_onnx_summary(export, written))
     return 0
@@ -139,7 +157,7 @@ def _onnx_summary(export: OnnxExport, written: Path) -> str:
             f"  exported at {shape(export.export_shape)}",
             f"  validated in onnxruntime against PyTorch at {shape(export.validation_shape)}: "
             f"max abs diff {export.max_abs_diff:.3g}, max rel diff {export.max_rel_diff:.3g}",
-            f"  record: {written.parent / RECORD_FILE}",
+            f"  record: {written.parent / MANIFEST_FILE}",
         )
     )
 
@@ -166,7 +184,7 @@ def _run_parquet(args: argparse.Namespace) -> int:
         args.model, args.output, model_type=args.model_type, component=args.component
     )
     if not result.success:
-        print(f"hfmodels convert: error: {result.error_message}", file=sys.stderr)
+        print(f"hfmodels convert: error: {one_line(result.error_message or 'failed')}", file=sys.stderr)
         return 1
     if not args.quiet:
         print(_summary(result.metadata, result.parquet_path, result.conversion_time_sec))

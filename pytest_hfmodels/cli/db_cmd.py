@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_hfmodels.cases.settings import DEFAULT_DB_PATH, DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cli.arguments import file_path, non_negative_float
 
 
 def register(subparsers: Any) -> None:
@@ -16,29 +17,34 @@ def register(subparsers: Any) -> None:
     merge = actions.add_parser("merge", help="copy the runs of several databases into one")
     merge.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
     merge.add_argument(
-        "--into", type=Path, required=True, metavar="PATH", help="target database (created if missing)"
+        "--into", type=file_path, required=True, metavar="PATH", help="target database (created if missing)"
     )
     merge.set_defaults(func=run_merge)
 
-    ingest = actions.add_parser("ingest", help="store results that a locked database made a run spill")
-    ingest.add_argument("files", nargs="+", type=Path, metavar="SPILL_FILE")
+    ingest = actions.add_parser(
+        "ingest",
+        help="store results a locked database made a run spill, or a killed session left in its journal",
+        description="With no file: every spill file and killed session's journal beside the database.",
+    )
+    ingest.add_argument("files", nargs="*", type=Path, metavar="SPILL_FILE")
     ingest.add_argument(
         "--db",
-        type=Path,
+        type=file_path,
         default=None,
         metavar="PATH",
-        help="database to store into (default: the results.duckdb beside the first file)",
+        help="database to store into (default: the results.duckdb beside the first file, "
+        f"else {DEFAULT_DB_PATH})",
     )
     ingest.set_defaults(func=run_ingest)
 
     info = actions.add_parser("info", help="schema version, runs, rows and pending spill files")
-    info.add_argument("--db", type=Path, default=DEFAULT_DB_PATH, metavar="PATH")
+    info.add_argument("--db", type=file_path, default=DEFAULT_DB_PATH, metavar="PATH")
     info.set_defaults(func=run_info)
 
     for sub in (merge, ingest, info):
         sub.add_argument(
             "--lock-timeout",
-            type=float,
+            type=non_negative_float,
             default=DEFAULT_LOCK_TIMEOUT_S,
             metavar="SECONDS",
             help="how long to wait for a database another process holds",
@@ -55,11 +61,25 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def run_ingest(args: argparse.Namespace) -> int:
     from pytest_hfmodels.db.ingest import ingest_spill
+    from pytest_hfmodels.db.journal import recover_journals
+    from pytest_hfmodels.db.spill import pending_spills
 
-    db_path = args.db if args.db is not None else args.files[0].parent / DEFAULT_DB_PATH.name
-    for item in ingest_spill(db_path, args.files, lock_timeout_s=args.lock_timeout):
+    if args.db is not None:
+        db_path = args.db
+    else:
+        db_path = args.files[0].parent / DEFAULT_DB_PATH.name if args.files else DEFAULT_DB_PATH
+    files = args.files or pending_spills(db_path)
+    ingested = ingest_spill(db_path, files, lock_timeout_s=args.lock_timeout) if files else []
+    for item in ingested:
         where = f"run {item.run_id}" if item.run_id is not None else "onnx_conversions"
         print(f"{item.path}: {item.row_count} rows stored in {where} of {db_path}")
+    if args.files:
+        return 0
+    recovered = recover_journals(db_path, lock_timeout_s=args.lock_timeout)
+    for run in recovered:
+        print(f"{run.journal}: {run.row_count} rows of a killed session, now interrupted run {run.run_id}")
+    if not ingested and not recovered:
+        print(f"nothing to ingest beside {db_path}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pytest_hfmodels.cli.arguments import existing_folder
 from pytest_hfmodels.registry.loader import load_registries
 from pytest_hfmodels.registry.select import as_table
 
@@ -13,7 +14,12 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("registry", help="list or validate the model registries")
     parser.add_argument("action", choices=("ls", "validate"), nargs="?", default="ls")
     parser.add_argument(
-        "--registry", action="append", default=[], metavar="DIR", help="extra registry folder"
+        "--registry",
+        action="append",
+        default=[],
+        type=existing_folder,
+        metavar="DIR",
+        help="extra registry folder",
     )
     parser.add_argument("--set", dest="model_set", default="all", choices=("small", "key", "all"))
     parser.set_defaults(func=run)

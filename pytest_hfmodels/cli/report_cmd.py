@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from pytest_hfmodels.cases.settings import DEFAULT_DB_PATH
+from pytest_hfmodels.cli.arguments import file_path, folder_path
 from pytest_hfmodels.errors import OptionError
 
 
@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("report", help="report a run, or compare two runs")
     parser.add_argument(
         "--db",
-        type=Path,
+        type=file_path,
         default=DEFAULT_DB_PATH,
         metavar="PATH",
         help=f"results database (default: {DEFAULT_DB_PATH})",
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--format", choices=("markdown", "html"), default="markdown")
     parser.add_argument(
         "--out",
-        type=Path,
+        type=folder_path,
         default=None,
         metavar="DIR",
         help="folder for the report, plots and matrix JSON (markdown without --out: stdout only; "

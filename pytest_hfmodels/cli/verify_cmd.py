@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-USAGE_ERROR = 2
+from pytest_hfmodels.cli.arguments import (
+    file_path_to_write,
+    hub_repo_id,
+    positive_int,
+    repo_file_path,
+)
+from pytest_hfmodels.errors import OptionError
+from pytest_hfmodels.hub.paths import repo_file_problem
+
 _NOT_FOUND_CLASSES = frozenset({"ModelFileNotFoundError", "ModelNotCachedError"})
 
 
@@ -20,26 +28,32 @@ def register(subparsers: Any) -> None:
     verify = subparsers.add_parser(
         "verify", help="check that model files exist on the Hub, fetch or convert them"
     )
-    verify.add_argument("model", nargs="*", help="repo id(s), e.g. bert-base-uncased")
+    verify.add_argument("model", nargs="*", type=hub_repo_id, help="repo id(s), e.g. bert-base-uncased")
     verify.add_argument(
-        "--file", dest="file_path", default="model.onnx", help="file in the repo (default: %(default)s)"
+        "--file",
+        dest="file_path",
+        default="model.onnx",
+        type=repo_file_path,
+        help="file in the repo, a relative path (default: %(default)s)",
     )
-    verify.add_argument("--models", nargs="+", default=[], metavar="ID", help="more repo ids")
+    verify.add_argument(
+        "--models", nargs="+", default=[], type=hub_repo_id, metavar="ID", help="more repo ids"
+    )
     verify.add_argument("--model-file", type=Path, help="text file of repo ids, one a line, # comments")
     verify.add_argument("--batch", type=Path, help='JSON list of {"model_id", "file_path", "model_type"}')
-    verify.add_argument("--output", type=Path, help="write the per-model results as JSON here")
+    verify.add_argument("--output", type=file_path_to_write, help="write the per-model results as JSON here")
     verify.add_argument("--check-exists", action="store_true", help="only check existence, download nothing")
     verify.add_argument("--convert", action="store_true", help="convert when the Hub lacks the file")
     verify.add_argument("--model-type", help="model type passed to the converter")
     verify.add_argument(
-        "--workers", type=_positive_int, default=4, help="parallel checks (default: %(default)s)"
+        "--workers", type=positive_int, default=4, help="parallel checks (default: %(default)s)"
     )
     _add_hub_options(verify)
     verify.add_argument("--quiet", action="store_true", help="print failures only")
     verify.set_defaults(func=run_verify)
 
     metadata = subparsers.add_parser("metadata", help="show a repo's model type, architectures and files")
-    metadata.add_argument("model", help="repo id")
+    metadata.add_argument("model", type=hub_repo_id, help="repo id")
     metadata.add_argument("--json", action="store_true", help="print JSON")
     _add_hub_options(metadata)
     metadata.set_defaults(func=run_metadata)
@@ -51,27 +65,12 @@ def _add_hub_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", default=None, help="use the local HF cache only")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def run_verify(args: argparse.Namespace) -> int:
     from pytest_hfmodels.convert.onnx.verify import ModelFileVerifier
 
-    try:
-        entries = _entries(args)
-    except (OSError, ValueError) as error:
-        print(f"hfmodels verify: error: {error}", file=sys.stderr)
-        return USAGE_ERROR
+    entries = _entries(args)
     if not entries:
-        print(
-            "hfmodels verify: error: name models as arguments, --models, --model-file or --batch",
-            file=sys.stderr,
-        )
-        return USAGE_ERROR
+        raise OptionError("name models as arguments, --models, --model-file or --batch")
     verifier = ModelFileVerifier(
         token=args.token, offline=args.offline, revision=args.revision, allow_conversion=args.convert
     )
@@ -79,7 +78,14 @@ def run_verify(args: argparse.Namespace) -> int:
     for result in results:
         _print_result(result, quiet=args.quiet, check_only=args.check_exists)
     if args.output is not None:
-        args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        try:
+            args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(
+                f"hfmodels verify: error: --output {args.output}: cannot write: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return 1
     failed = sum(1 for result in results if not result["success"])
     if not args.quiet:
         print(f"{len(results) - failed}/{len(results)} verified")
@@ -105,25 +111,65 @@ def run_metadata(args: argparse.Namespace) -> int:
 
 
 def _entries(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every model asked for, in order: arguments, --models, --model-file, then --batch."""
+    """Every model asked for, in order: arguments, --models, --model-file, then --batch.
+
+    A file that cannot be read, or an entry that is not a repo id with a relative file path, is
+    a usage error naming the option and file: it is found before any request goes out.
+    """
     ids = [*args.model, *args.models]
     if args.model_file is not None:
-        for line in args.model_file.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(_read_text(args.model_file, "--model-file").splitlines(), 1):
             model_id = line.split("#", 1)[0].strip()
             if model_id:
+                _check_repo_id(model_id, f"--model-file {args.model_file}:{number}")
                 ids.append(model_id)
     entries: list[dict[str, Any]] = [
         {"model_id": model_id, "file_path": args.file_path, "model_type": args.model_type} for model_id in ids
     ]
     if args.batch is not None:
-        batch = json.loads(args.batch.read_text(encoding="utf-8"))
-        if not isinstance(batch, list) or not all(
-            isinstance(item, dict) and "model_id" in item for item in batch
-        ):
-            raise ValueError(f"{args.batch}: expected a JSON list of objects with 'model_id' and 'file_path'")
-        for item in batch:
-            entries.append({"file_path": args.file_path, "model_type": args.model_type, **item})
+        batch = _read_batch(args.batch)
+        for number, item in enumerate(batch):
+            entry = {"file_path": args.file_path, "model_type": args.model_type, **item}
+            where = f"--batch {args.batch}: entry {number}"
+            _check_repo_id(entry["model_id"], where)
+            file_path = entry["file_path"]
+            problem = repo_file_problem(file_path) if isinstance(file_path, str) else "must be a string"
+            if problem:
+                raise OptionError(f"{where}: file_path: {problem}")
+            entries.append(entry)
     return entries
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OptionError(f"{option} {path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise OptionError(f"{option} {path}: not UTF-8 text (byte offset {exc.start})") from None
+
+
+def _read_batch(path: Path) -> list[dict[str, Any]]:
+    try:
+        batch = json.loads(_read_text(path, "--batch"))
+    except json.JSONDecodeError as exc:
+        raise OptionError(
+            f"--batch {path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(batch, list) or not all(
+        isinstance(item, dict) and "model_id" in item for item in batch
+    ):
+        raise OptionError(f"--batch {path}: expected a JSON list of objects with 'model_id' and 'file_path'")
+    return batch
+
+
+def _check_repo_id(model_id: Any, where: str) -> None:
+    if not isinstance(model_id, str):
+        raise OptionError(f"{where}: model_id must be a string, got {model_id!r}")
+    try:
+        hub_repo_id(model_id)
+    except argparse.ArgumentTypeError as exc:
+        raise OptionError(f"{where}: {exc}") from None
 
 
 def _print_result(result: dict[str, Any], *, quiet: bool, check_only: bool) -> None:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_hfmodels.cache.manifest import read_record
+from pytest_hfmodels.cache.manifest import files_size, read_manifest
 from pytest_hfmodels.cases.settings import DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.db.schema import rollback
 from pytest_hfmodels.db.spill import scrub_text_array, write_spill
@@ -189,7 +189,7 @@ def conversions_of(rows: Iterable[ResultRow]) -> tuple[list[OnnxConversion], Cou
             continue
         path = Path(local)
         if local not in found:
-            record = read_record(path.parent)
+            record = read_manifest(path.parent)
             if record is None:
                 continue  # the cache entry was cleaned since: nothing to describe it with
             found[local] = OnnxConversion(
@@ -202,8 +202,8 @@ def conversions_of(rows: Iterable[ResultRow]) -> tuple[list[OnnxConversion], Cou
                 config=record,
                 opset=record.get("opset"),
                 exporter=record.get("exporter"),
-                file_size_bytes=record.get("size"),
-                sha256=record.get("sha256"),
+                file_size_bytes=files_size(record),
+                sha256=record["files"].get(path.name, {}).get("sha256"),
                 max_abs_diff=record.get("max_abs_diff"),
             )
         uses[(row.model_id, path.name)] += 1

@@ -2,11 +2,18 @@
 
 Each source run gets a fresh id from the target's sequence (ids are per file), keeps everything
 else (host included), and is skipped when the target already holds its run_uid, so merging the
-same source twice adds nothing. Each source is merged in one transaction.
+same source twice adds nothing.
+
+A merge is all or nothing: every source is opened (and so checked) before the target is touched,
+all of them are merged in one transaction, and a new target is built under a temporary name beside
+it and moved into place only at the end. A failed merge leaves an existing target as it was and
+no new file behind.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,62 +54,55 @@ def _quoted(names: Sequence[str], prefix: str = "") -> str:
 
 
 def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
+    """Copy the attached source's runs, inside the caller's transaction."""
     # Identifiers below come from our own schema, never from input; values travel as parameters.
     total_row = con.execute(f"SELECT count(*) FROM {_SOURCE}.test_runs").fetchone()
     total = int(total_row[0]) if total_row else 0
-    con.execute("BEGIN TRANSACTION")
-    try:
+    con.execute(
+        f"""CREATE TEMP TABLE run_map AS
+            SELECT run_id AS old_id, nextval('test_runs_id_seq') AS new_id
+            FROM (SELECT s.run_id FROM {_SOURCE}.test_runs s
+                  WHERE s.run_uid NOT IN (SELECT run_uid FROM test_runs)
+                  ORDER BY s.started_at, s.run_id)"""
+    )
+    run_columns = [name for name in _columns(con, "test_runs") if name != "run_id"]
+    con.execute(
+        f"""INSERT INTO test_runs (run_id, {_quoted(run_columns)})
+            SELECT m.new_id, {_quoted(run_columns, "s.")}
+            FROM {_SOURCE}.test_runs s JOIN run_map m ON s.run_id = m.old_id"""
+    )
+    for table, key in (("models", "model_id"), ("hardware_platforms", "hardware_key")):
+        columns = _columns(con, table)
+        updates = ", ".join(f'"{c}" = coalesce(EXCLUDED."{c}", {table}."{c}")' for c in columns if c != key)
         con.execute(
-            f"""CREATE TEMP TABLE run_map AS
-                SELECT run_id AS old_id, nextval('test_runs_id_seq') AS new_id
-                FROM (SELECT s.run_id FROM {_SOURCE}.test_runs s
-                      WHERE s.run_uid NOT IN (SELECT run_uid FROM test_runs)
-                      ORDER BY s.started_at, s.run_id)"""
+            f"""INSERT INTO {table} ({_quoted(columns)}) SELECT {_quoted(columns)} FROM {_SOURCE}.{table}
+                ON CONFLICT ({key}) DO UPDATE SET {updates}"""
         )
-        run_columns = [name for name in _columns(con, "test_runs") if name != "run_id"]
+    for table in _RUN_TABLES:
+        columns = [name for name in _columns(con, table) if name != "run_id"]
         con.execute(
-            f"""INSERT INTO test_runs (run_id, {_quoted(run_columns)})
-                SELECT m.new_id, {_quoted(run_columns, "s.")}
-                FROM {_SOURCE}.test_runs s JOIN run_map m ON s.run_id = m.old_id"""
+            f"""INSERT INTO {table} (run_id, {_quoted(columns)})
+                SELECT m.new_id, {_quoted(columns, "s.")}
+                FROM {_SOURCE}.{table} s JOIN run_map m ON s.run_id = m.old_id"""
         )
-        for table, key in (("models", "model_id"), ("hardware_platforms", "hardware_key")):
-            columns = _columns(con, table)
-            updates = ", ".join(
-                f'"{c}" = coalesce(EXCLUDED."{c}", {table}."{c}")' for c in columns if c != key
-            )
-            con.execute(
-                f"""INSERT INTO {table} ({_quoted(columns)}) SELECT {_quoted(columns)} FROM {_SOURCE}.{table}
-                    ON CONFLICT ({key}) DO UPDATE SET {updates}"""
-            )
-        for table in _RUN_TABLES:
-            columns = [name for name in _columns(con, table) if name != "run_id"]
-            con.execute(
-                f"""INSERT INTO {table} (run_id, {_quoted(columns)})
-                    SELECT m.new_id, {_quoted(columns, "s.")}
-                    FROM {_SOURCE}.{table} s JOIN run_map m ON s.run_id = m.old_id"""
-            )
-        conversion_columns = _columns(con, "onnx_conversions")
-        # The later export wins; counts take the larger side so that merging twice changes nothing.
-        updates = ", ".join(
-            f'"{c}" = CASE WHEN EXCLUDED.converted_at > onnx_conversions.converted_at '
-            f'THEN EXCLUDED."{c}" ELSE onnx_conversions."{c}" END'
-            for c in conversion_columns
-            if c not in ("model_id", "onnx_path", "use_count", "last_used_at")
-        )
-        con.execute(
-            f"""INSERT INTO onnx_conversions ({_quoted(conversion_columns)})
-                SELECT {_quoted(conversion_columns)} FROM {_SOURCE}.onnx_conversions
-                ON CONFLICT (model_id, onnx_path) DO UPDATE SET {updates},
-                    use_count = greatest(EXCLUDED.use_count, onnx_conversions.use_count),
-                    last_used_at = greatest(EXCLUDED.last_used_at, onnx_conversions.last_used_at)"""
-        )
-        added_row = con.execute("SELECT count(*) FROM run_map").fetchone()
-        added = int(added_row[0]) if added_row else 0
-        con.execute("DROP TABLE run_map")
-        con.execute("COMMIT")
-    except BaseException:
-        rollback(con)
-        raise
+    conversion_columns = _columns(con, "onnx_conversions")
+    # The later export wins; counts take the larger side so that merging twice changes nothing.
+    updates = ", ".join(
+        f'"{c}" = CASE WHEN EXCLUDED.converted_at > onnx_conversions.converted_at '
+        f'THEN EXCLUDED."{c}" ELSE onnx_conversions."{c}" END'
+        for c in conversion_columns
+        if c not in ("model_id", "onnx_path", "use_count", "last_used_at")
+    )
+    con.execute(
+        f"""INSERT INTO onnx_conversions ({_quoted(conversion_columns)})
+            SELECT {_quoted(conversion_columns)} FROM {_SOURCE}.onnx_conversions
+            ON CONFLICT (model_id, onnx_path) DO UPDATE SET {updates},
+                use_count = greatest(EXCLUDED.use_count, onnx_conversions.use_count),
+                last_used_at = greatest(EXCLUDED.last_used_at, onnx_conversions.last_used_at)"""
+    )
+    added_row = con.execute("SELECT count(*) FROM run_map").fetchone()
+    added = int(added_row[0]) if added_row else 0
+    con.execute("DROP TABLE run_map")
     return MergedSource(source, added, total - added)
 
 
@@ -113,30 +113,74 @@ def merge_databases(
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> list[MergedSource]:
     """Copy every run of `sources` into `into` (created if needed); returns what each source added."""
-    import duckdb
-
     target = into.resolve()
     for source in sources:
         if not source.is_file():
             raise ResultsError(f"{source}: no results database here")
         if source.resolve() == target:
             raise ResultsError(f"{source}: cannot merge a database into itself")
-    merged: list[MergedSource] = []
-    con = open_database(into, lock_timeout_s=lock_timeout_s)
+    for source in sources:
+        # Before the target is touched: a source that is no database fails here. Opening writable
+        # also upgrades an older source to the current schema, which ATTACH cannot do.
+        open_database(source, lock_timeout_s=lock_timeout_s).close()
+    if into.exists():
+        return _merge_all(sources, into, into, lock_timeout_s)
+    created_folders = [folder for folder in into.absolute().parents if not folder.exists()]
+    # A fresh name each time: a file left by a killed merge must never be mistaken for this one's.
+    staged = into.with_name(f".{into.name}.{secrets.token_hex(6)}.merging")
     try:
-        for source in sources:
-            # Opening writable first upgrades an older source to the current schema.
-            open_database(source, lock_timeout_s=lock_timeout_s).close()
-            try:
-                con.execute(f"ATTACH ? AS {_SOURCE} (READ_ONLY)", [str(source)])
-            except duckdb.Error as exc:
-                raise ResultsError(f"{source}: cannot attach: {exc}") from exc
-            try:
-                merged.append(_merge_one(con, source))
-            except duckdb.Error as exc:
-                raise ResultsError(f"{source}: could not merge into {into}: {exc}") from exc
-            finally:
+        merged = _merge_all(sources, staged, into, lock_timeout_s)
+        _publish(staged, into)
+    finally:
+        for leftover in (staged, staged.with_name(staged.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        if not into.exists():  # failed: the folders this merge made go too, innermost first
+            for folder in created_folders:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+    return merged
+
+
+def _merge_all(sources: Sequence[Path], path: Path, into: Path, lock_timeout_s: float) -> list[MergedSource]:
+    """Merge `sources` into the database at `path` (which becomes `into`) in one transaction."""
+    import duckdb
+
+    merged: list[MergedSource] = []
+    con = open_database(path, lock_timeout_s=lock_timeout_s)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for source in sources:
+                try:
+                    con.execute(f"ATTACH ? AS {_SOURCE} (READ_ONLY)", [str(source)])
+                except duckdb.Error as exc:
+                    raise ResultsError(f"{source}: cannot attach: {exc}") from exc
+                try:
+                    merged.append(_merge_one(con, source))
+                except duckdb.Error as exc:
+                    raise ResultsError(f"{source}: could not merge into {into}: {exc}") from exc
                 con.execute(f"DETACH {_SOURCE}")
+            con.execute("COMMIT")
+        except BaseException:
+            # Closing the connection below drops the attached source of a failed step.
+            rollback(con)
+            raise
     finally:
         con.close()
     return merged
+
+
+def _publish(staged: Path, into: Path) -> None:
+    """Give the new database its name; never over a file another process made there meanwhile."""
+    try:
+        os.link(staged, into)  # fails when `into` exists, unlike a rename
+    except FileExistsError:
+        raise ResultsError(
+            f"{into}: created by another process during the merge; merge into it again"
+        ) from None
+    except OSError:  # a filesystem without hard links: check, then rename
+        if into.exists():
+            raise ResultsError(
+                f"{into}: created by another process during the merge; merge into it again"
+            ) from None
+        os.replace(staged, into)

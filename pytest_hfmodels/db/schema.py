@@ -187,8 +187,19 @@ SCHEMA_V4: tuple[str, ...] = (
     "ALTER TABLE performance_results ADD COLUMN model_reused BOOLEAN",
 )
 
+SCHEMA_V5: tuple[str, ...] = (
+    # A run stored from the journal of a killed session: its cases after the kill never ran.
+    "ALTER TABLE test_runs ADD COLUMN interrupted BOOLEAN DEFAULT false",
+)
+
 #: statements that bring a database from version N-1 to N, by N
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3, 4: SCHEMA_V4}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: SCHEMA_V1,
+    2: SCHEMA_V2,
+    3: SCHEMA_V3,
+    4: SCHEMA_V4,
+    5: SCHEMA_V5,
+}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (

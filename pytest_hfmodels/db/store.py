@@ -149,10 +149,13 @@ def insert_run(
     environment: RunEnvironment,
     table: pa.Table,
     exit_status: int | None,
+    *,
+    interrupted: bool = False,
 ) -> int:
     """Store one run (environment + flattened rows) in one transaction; returns its run id.
 
-    A run already stored (same run_uid) is not stored again: its id is returned.
+    A run already stored (same run_uid) is not stored again: its id is returned. `interrupted`:
+    the rows come from the journal of a session that was killed.
     """
     import duckdb
     import pyarrow.compute as pc
@@ -171,7 +174,7 @@ def insert_run(
         if existing:
             rollback(con)
             return int(existing[0])
-        run_id = _insert_test_run(con, environment, exit_status, success)
+        run_id = _insert_test_run(con, environment, exit_status, success, interrupted)
         _upsert_models(con)
         _upsert_hardware(con, _hardware_rows(environment, table))
         _insert_compatibility(con, run_id)
@@ -192,12 +195,16 @@ def insert_run(
 
 
 def _insert_test_run(
-    con: duckdb.DuckDBPyConnection, environment: RunEnvironment, exit_status: int | None, success: bool
+    con: duckdb.DuckDBPyConnection,
+    environment: RunEnvironment,
+    exit_status: int | None,
+    success: bool,
+    interrupted: bool,
 ) -> int:
     inserted = con.execute(
         """INSERT INTO test_runs (run_uid, started_at, finished_at, command_line, git_commit, host,
-               python_version, platform, package_versions, hardware, exit_status, success)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id""",
+               python_version, platform, package_versions, hardware, exit_status, success, interrupted)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id""",
         [
             environment.run_uid,
             _utc_naive(environment.started_at),
@@ -211,6 +218,7 @@ def _insert_test_run(
             json.dumps([dict(item) for item in environment.hardware]),
             exit_status,
             success,
+            interrupted,
         ],
     ).fetchone()
     assert inserted is not None  # RETURNING always yields the inserted row

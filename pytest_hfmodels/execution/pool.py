@@ -39,10 +39,16 @@ def default_budget_mb() -> float:
 
 class RunnerPool:
     def __init__(
-        self, budget_mb: float | None = None, cache_root: Path | None = None, threads: int | None = None
+        self,
+        budget_mb: float | None = None,
+        cache_root: Path | None = None,
+        threads: int | None = None,
+        *,
+        verify_cache: bool = False,
     ) -> None:
         self.budget_mb = default_budget_mb() if budget_mb is None else budget_mb
         self.cache_root = cache_root  #: where runners that convert (onnxruntime, openvino) cache files
+        self.verify_cache = verify_cache  #: rehash their cached conversions before use
         self.threads = threads  #: CPU threads per runtime (threads.thread_budget); None: their default
         self._loaded: OrderedDict[tuple[str, str, str], Loaded] = OrderedDict()
         self.released: list[tuple[str, str, str]] = []  #: eviction order, for reports and tests
@@ -61,8 +67,10 @@ class RunnerPool:
         assert device is not None  # the hf_device fixture skipped absent devices before this
         runner = runner_class(case.mode)(case.entry, device)
         runner.threads = self.threads
-        if self.cache_root is not None and hasattr(runner, "cache_root"):
-            runner.cache_root = self.cache_root
+        if hasattr(runner, "cache_root"):
+            runner.cache_root = self.cache_root or runner.cache_root
+        if hasattr(runner, "verify_cache"):
+            runner.verify_cache = self.verify_cache
         rss_before, start = current_rss_mb(), time.perf_counter()
         runner.load(files.path)
         load_time = time.perf_counter() - start

@@ -21,7 +21,8 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import LocalEntryNotFoundError
 from huggingface_hub.file_download import HfFileMetadata, get_hf_file_metadata, hf_hub_url, repo_folder_name
 
-from pytest_hfmodels.errors import HFModelsError, ModelNotCachedError
+from pytest_hfmodels.errors import HFModelsError, ModelNotCachedError, ModelVerificationError
+from pytest_hfmodels.hub.paths import repo_file_problem
 from pytest_hfmodels.hub.retry import Failure, FailureKind, HubTarget, RetryPolicy, with_retries
 from pytest_hfmodels.model_folder import read_config
 
@@ -134,6 +135,7 @@ class HubClient:
 
     def lookup(self, repo_id: str, filename: str, revision: str | None = None) -> FileLookup:
         """Ask the Hub (one HEAD, retried) or, offline, the cache whether ``filename`` exists."""
+        _check_repo_file(repo_id, filename)
         rev = revision or "main"
         if self.offline:
             cached = try_to_load_from_cache(repo_id, filename, cache_dir=self.cache_dir, revision=rev)
@@ -184,6 +186,7 @@ class HubClient:
 
     def download(self, repo_id: str, filename: str, revision: str | None = None) -> Path:
         """The local path of ``filename``, fetched into the HF cache if it is not there yet."""
+        _check_repo_file(repo_id, filename)
         if self.offline:
             try:
                 return Path(str(hf_hub_download(repo_id, filename, revision=revision, **self._hf_options())))
@@ -319,6 +322,13 @@ def _metadata(
         tags=tags,
         from_cache=from_cache,
     )
+
+
+def _check_repo_file(repo_id: str, filename: str) -> None:
+    """No request, cached or not, for a path that would leave the repo (see `paths`)."""
+    problem = repo_file_problem(filename)
+    if problem is not None:
+        raise ModelVerificationError(f"repo {repo_id!r}: {problem}")
 
 
 def _config_or_empty(folder: Path) -> dict[str, Any]:

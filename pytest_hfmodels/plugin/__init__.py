@@ -18,6 +18,7 @@ import pytest
 from pytest_hfmodels.cache import admin as cache_admin
 from pytest_hfmodels.errors import RegistryError, SelectionError
 from pytest_hfmodels.execution.pool import RunnerPool
+from pytest_hfmodels.hub.outage import HubOutage
 from pytest_hfmodels.plugin import exit_gc, fixtures
 from pytest_hfmodels.plugin.options import add_options, read_settings
 from pytest_hfmodels.plugin.recorder import ResultRecorder
@@ -25,6 +26,7 @@ from pytest_hfmodels.plugin.session import (
     CASE_RECORD_KEY,
     SESSION_KEY,
     WORKERINPUT_HARDWARE,
+    WORKERINPUT_HUB_OUTAGE,
     PluginSession,
     plugin_session,
 )
@@ -57,6 +59,7 @@ def _new_session(config: pytest.Config) -> PluginSession:
     # From xdist's own workerinput, not PYTEST_XDIST_WORKER_COUNT: a pytest started inside a
     # worker inherits that variable without being a worker.
     workers = int(workerinput.get("workercount", 1))
+    outage = workerinput.get(WORKERINPUT_HUB_OUTAGE)
     return PluginSession(
         settings,
         hardware_dicts=workerinput.get(WORKERINPUT_HARDWARE),
@@ -64,8 +67,10 @@ def _new_session(config: pytest.Config) -> PluginSession:
         runners=RunnerPool(
             settings.pool_memory_mb,
             settings.cache_dir,
+            verify_cache=settings.verify_cache,
             threads=thread_budget(settings.threads, workers, available_cpus()),
         ),
+        hub_outage=HubOutage(Path(outage)) if outage else HubOutage.for_new_session(),
     )
 
 
@@ -136,6 +141,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         state.runners.close()
         if state.cases_computed:
             exit_gc.freeze_heap_at_exit()
+        if not hasattr(session.config, "workerinput"):
+            state.hub_outage.clear()
         if not hasattr(session.config, "workerinput") and state.cases_computed:
             # Past CACHE_CLEANUP_THRESHOLD GB, entries idle CACHE_CLEANUP_MIN_AGE_DAYS go, oldest first.
             cache_admin.clean_if_needed(state.cache_root)

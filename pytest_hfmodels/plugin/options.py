@@ -67,6 +67,12 @@ def add_options(parser: pytest.Parser) -> None:
     add("--hf-registry", action="append", metavar="DIR", help="extra registry folder (repeatable)")
     add("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
     add("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
+    add(
+        "--hf-verify-cache",
+        action="store_true",
+        help="rehash every cached tiny model and conversion before use (default: check sizes, "
+        "and hashes of files whose mtime moved)",
+    )
     # The input sweep
     add("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1,4,8)")
     add("--hf-seq-lengths", metavar="LIST", help="text lengths in tokens, comma list (default 32,128)")
@@ -116,6 +122,7 @@ def add_options(parser: pytest.Parser) -> None:
     ini("hf_registry_dirs", "extra registry folders, relative to the rootdir", type="args", default=[])
     ini("hf_cache_dir", "cache for tiny models and conversions", default="")
     ini("hf_offline", "never reach the Hub (true/false)", default="false")
+    ini("hf_verify_cache", "rehash every cached file before use (true/false)", default="false")
     ini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
     ini("hf_seq_lengths", "text lengths in tokens to measure, comma list", default="")
     ini("hf_audio_seconds", "audio lengths in seconds to measure, comma list", default="")

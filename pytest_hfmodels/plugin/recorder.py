@@ -2,14 +2,18 @@
 
 Rows are built wherever a case runs and travel in `report.user_properties`, so under
 pytest-xdist they reach the controller through `pytest_runtest_logreport` like any report.
-At session end the controller stores them in one transaction (`db.store.store_run`, which spills to
-a file when the database is locked) and, when asked, writes the per-run JSON of the original
-verification tools (`report.tools_json`). Nothing heavy is imported here: duckdb and pyarrow load
-inside `db` calls. Its options are declared with the others in `options` and read into `Settings`.
+Each row is appended to the run's journal beside the database as it arrives (`db.journal`), so a
+killed session loses nothing: the next session that stores a run stores the journals of killed
+ones first, as interrupted runs. At session end the controller stores its rows in one transaction
+(`db.store.store_run`, which spills to a file when the database is locked), removes its journal
+and, when asked, writes the per-run JSON of the original verification tools
+(`report.tools_json`). Nothing heavy is imported here: duckdb and pyarrow load inside `db` calls.
+Its options are declared with the others in `options` and read into `Settings`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -19,6 +23,7 @@ import pytest
 
 from pytest_hfmodels.db.conversions import record_run_conversions
 from pytest_hfmodels.db.environment import RunEnvironment
+from pytest_hfmodels.db.journal import RunJournal, recover_journals
 from pytest_hfmodels.db.store import StoredRun, store_run
 from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.plugin.session import detected_hardware, plugin_session
@@ -49,6 +54,9 @@ class ResultRecorder:
         self.db_path = settings.db_path
         self.json_path = settings.json_path
         self.lock_timeout_s = settings.db_lock_timeout_s
+        self.environment: RunEnvironment | None = None  #: captured at the first row; its run_uid is the run's
+        self.journal: RunJournal | None = None
+        self._journal_failed = False  #: warned once; rows are still stored at session end
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.started_at = datetime.now(timezone.utc)
@@ -63,23 +71,60 @@ class ResultRecorder:
             elif self.rows.get(row.case_id) is None or self.rows[row.case_id].status != "fail":
                 # One row per case: when several tests share a case, a failure is what stays.
                 self.rows[row.case_id] = row
+                self._journal(row)
+
+    def _journal(self, row: ResultRow) -> None:
+        if self.db_path is None or self._journal_failed:
+            return
+        if self.environment is None:
+            self.environment = self._capture()
+        try:
+            if self.journal is None:
+                self.journal = RunJournal(self.db_path, self.environment)
+            self.journal.append(row)
+        except OSError as exc:  # the rows are still stored at session end; only the safety net is gone
+            self.messages.append(f"hfmodels: WARNING: no journal beside {self.db_path}: {exc}")
+            self._journal_failed = True
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
         if not self.rows:
             return
         rows = sorted(self.rows.values(), key=lambda row: row.case_id)
-        environment = RunEnvironment.capture(
-            ["pytest", *self.config.invocation_params.args],
-            detected_hardware(self.config),
-            started_at=self.started_at,
-            cwd=self.config.invocation_params.dir,
+        final = self._capture()
+        # The journal's run_uid stays the run's: storing a journal of this run later stores nothing twice.
+        environment = (
+            dataclasses.replace(self.environment, finished_at=final.finished_at, hardware=final.hardware)
+            if self.environment is not None
+            else final
         )
         if self.db_path is not None:
+            self._recover()
             self._store(environment, rows, int(exitstatus))
         if self.json_path is not None:
             run_id = self.stored.run_id if self.stored else None
             write_results_json(self.json_path, environment, rows, run_id=run_id)
             self.messages.append(f"hfmodels: results JSON written to {self.json_path}")
+
+    def _capture(self) -> RunEnvironment:
+        return RunEnvironment.capture(
+            ["pytest", *self.config.invocation_params.args],
+            detected_hardware(self.config),
+            started_at=self.started_at,
+            cwd=self.config.invocation_params.dir,
+        )
+
+    def _recover(self) -> None:
+        assert self.db_path is not None
+        try:
+            recovered = recover_journals(self.db_path, lock_timeout_s=self.lock_timeout_s)
+        except ResultsError as exc:
+            self.messages.append(f"hfmodels: a killed session's journal NOT stored: {exc}")
+            return
+        for run in recovered:
+            self.messages.append(
+                f"hfmodels: {run.row_count} results of a killed session stored as interrupted run "
+                f"{run.run_id} (from {run.journal.name})"
+            )
 
     def _store(self, environment: RunEnvironment, rows: Sequence[ResultRow], exit_status: int) -> None:
         assert self.db_path is not None
@@ -95,8 +140,13 @@ class ResultRecorder:
                     lock_timeout_s=self.lock_timeout_s,
                 )
             except ResultsError as exc:
-                self.messages.append(f"hfmodels: results NOT stored: {exc}")
+                where = f"; they are kept in {self.journal.path}" if self.journal else ""
+                self.messages.append(f"hfmodels: results NOT stored: {exc}{where}")
+                if self.journal is not None:
+                    self.journal.close(remove=False)
                 return
+        if self.journal is not None:  # stored, or spilled to a file that holds them
+            self.journal.close(remove=True)
         stored = self.stored
         if stored.run_id is not None:
             self.messages.append(

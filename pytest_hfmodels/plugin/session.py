@@ -16,10 +16,13 @@ from pytest_hfmodels.cache.store import default_cache_root
 from pytest_hfmodels.cases.expand import Case, expand
 from pytest_hfmodels.cases.hardware import Hardware, detect
 from pytest_hfmodels.cases.settings import Settings
+from pytest_hfmodels.errors import ModelConnectionError, ModelUnavailableError
 from pytest_hfmodels.execution.case_record import CaseRecord
 from pytest_hfmodels.execution.pool import RunnerPool
+from pytest_hfmodels.hub.outage import HubOutage
 from pytest_hfmodels.registry.custom_set import load_custom_set
 from pytest_hfmodels.registry.loader import load_registries
+from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.registry.select import Registry, select
 from pytest_hfmodels.sources.resolve import ModelFiles, resolve_model_files
 
@@ -34,6 +37,8 @@ class PluginSession:
     _cases: list[Case] | None = None
     _files: dict[str, ModelFiles] = field(default_factory=dict)
     runners: RunnerPool = field(default_factory=RunnerPool)
+    #: the session's record of a dead Hub; under xdist the controller's, shared with every worker
+    hub_outage: HubOutage = field(default_factory=HubOutage.for_new_session)
 
     @property
     def registry(self) -> Registry:
@@ -76,14 +81,38 @@ class PluginSession:
     def model_files(self, case: Case) -> ModelFiles:
         key = case.entry.key
         if key not in self._files:
-            self._files[key] = resolve_model_files(case.entry, self.cache_root, self.settings.offline)
+            self._files[key] = self._resolve(case.entry)
         return self._files[key]
+
+    def _resolve(self, entry: ModelEntry) -> ModelFiles:
+        """The model's files; once the Hub was found dead, only what the HF cache holds, at once."""
+        down = self.hub_outage.reason() if entry.source == "hub" else None
+        try:
+            return resolve_model_files(
+                entry,
+                self.cache_root,
+                self.settings.offline or down is not None,
+                full_check=self.settings.verify_cache,
+            )
+        except ModelUnavailableError:
+            if down is None:
+                raise
+            raise ModelUnavailableError(f"model {entry.key!r} ({entry.id}): {down}") from None
+        except ModelConnectionError as exc:  # retries spent: the later cases need not spend them again
+            from pytest_hfmodels.hub.client import hub_endpoint
+
+            self.hub_outage.record(hub_endpoint(), str(exc).splitlines()[0])
+            raise ModelUnavailableError(
+                f"model {entry.key!r} ({entry.id}): {self.hub_outage.reason()}"
+            ) from None
 
 
 SESSION_KEY = pytest.StashKey[PluginSession]()
 CASE_RECORD_KEY = pytest.StashKey[CaseRecord]()
 #: workerinput key carrying the controller's hardware detection to xdist workers
 WORKERINPUT_HARDWARE = "hfmodels_hardware"
+#: workerinput key carrying the path of the session's Hub outage record to xdist workers
+WORKERINPUT_HUB_OUTAGE = "hfmodels_hub_outage"
 
 
 def plugin_session(config: pytest.Config) -> PluginSession:

@@ -1,7 +1,8 @@
 """What the plugin does for pytest-xdist: decide on the controller, tell the workers.
 
 Hardware is detected once, on the controller, and sent to each worker in `workerinput`
-(pytest-randomly's `XdistHooks` shape), so workers never start a probe of their own.
+(pytest-randomly's `XdistHooks` shape), so workers never start a probe of their own; so is the
+path of the session's Hub outage record, so a Hub found dead by one worker is dead for all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from pytest_hfmodels.cases.settings import build_settings
 from pytest_hfmodels.errors import OptionError
 from pytest_hfmodels.modes import MODES
-from pytest_hfmodels.plugin.session import WORKERINPUT_HARDWARE, plugin_session
+from pytest_hfmodels.plugin.session import WORKERINPUT_HARDWARE, WORKERINPUT_HUB_OUTAGE, plugin_session
 
 
 class LoadGroupDefault:
@@ -45,4 +46,6 @@ class XdistHooks:
     """Registered only when pytest-xdist is installed (its hook would be unknown otherwise)."""
 
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput[WORKERINPUT_HARDWARE] = plugin_session(node.config).hardware.to_dicts()
+        session = plugin_session(node.config)
+        node.workerinput[WORKERINPUT_HARDWARE] = session.hardware.to_dicts()
+        node.workerinput[WORKERINPUT_HUB_OUTAGE] = str(session.hub_outage.path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -116,7 +116,13 @@ def load_registries(dirs: Iterable[Path | str], include_builtin: bool = True) ->
                 )
             entries[entry.key] = entry
         if parser.defaults is not None:
-            defaults.setdefault(parser.defaults.family, parser.defaults)
+            family = parser.defaults.family
+            if family in defaults:
+                # Two files of one family would merge their defaults silently, the first file's winning.
+                raise parser.error(
+                    ("family",), f"{family!r} is also defined in {defaults[family].registry_file}"
+                )
+            defaults[family] = parser.defaults
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.family, e.key)))
     return Registry(
         entries=ordered, files=tuple(str(p) for p in files), family_defaults=MappingProxyType(defaults)
@@ -125,20 +131,71 @@ def load_registries(dirs: Iterable[Path | str], include_builtin: bool = True) ->
 
 def load_registry_file(path: Path, parser: _Parser | None = None) -> tuple[ModelEntry, ...]:
     """The entries of one file; `parser`, if given, is left holding the family's defaults."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError(str(path), f"cannot read: {exc.strerror}") from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise RegistryError(where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    node, data = _read_yaml(path)
     parser = parser or _Parser(path, None)
     parser.index(node)
     return parser.family(data)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a registry with one is an error, not a silent override."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            # Checked before the base class flattens `<<: *base` into the node: a key overriding
+            # a merged one is YAML's way to vary a template, not a duplicate.
+            first_lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:  # the `<<` itself has no value to construct
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):
+                    continue  # the base class reports an unhashable key
+                if key in first_lines:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first on line {first_lines[key]})",
+                        key_node.start_mark,
+                    )
+                first_lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
+    """The file's node tree (for line numbers) and its data; any problem is one RegistryError line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(str(path), f"cannot read: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RegistryError(
+            f"{path}:{line}", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        ) from exc
+    try:
+        loader = _UniqueKeyLoader(text)  # checks every character before parsing starts
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise RegistryError(
+            f"{path}:{line}", f"invalid YAML: character #x{exc.character:04x}: {exc.reason}"
+        ) from exc
+    try:
+        node = loader.get_single_node()
+        return node, loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise RegistryError(where, f"invalid YAML: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise RegistryError(str(path), f"invalid YAML: {' '.join(str(exc).split())}") from exc
+    finally:
+        loader.dispose()
 
 
 class _Parser:
@@ -268,7 +325,7 @@ class _Parser:
         if not isinstance(value, list) or not value:
             raise self.error(trail, f"must be a non-empty list drawn from {known}", model)
         for name in value:
-            if name not in MODES:
+            if not isinstance(name, str) or name not in MODES:
                 raise self.error(trail, f"{name!r} is not a mode (known: {known})", model)
         if len(set(value)) != len(value):
             raise self.error(trail, "lists a mode twice", model)

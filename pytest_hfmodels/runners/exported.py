@@ -28,6 +28,7 @@ class ExportedModelRunner:
     mode = ""
     #: the cache root the session uses (--hf-cache-dir); None: `cache.store.default_cache_root()`
     cache_root: Path | None = None
+    verify_cache: bool = False  #: rehash the cached conversion before use (--hf-verify-cache)
 
     def __init__(self, entry: ModelEntry, device: Device) -> None:
         self.entry = entry
@@ -48,7 +49,14 @@ class ExportedModelRunner:
         config = read_config(model_dir)
         spec = spec_for(model_dir, config)
         root = self.cache_root or default_cache_root()
-        export = export_onnx(model_dir, root, spec, tolerances=self.entry.tolerances, model_id=self.entry.id)
+        export = export_onnx(
+            model_dir,
+            root,
+            spec,
+            tolerances=self.entry.tolerances,
+            model_id=self.entry.id,
+            full_check=self.verify_cache,
+        )
         self.onnx = export
         self.reference = load_reference(model_dir, spec, config)
         self.model = self.reference.model

@@ -26,9 +26,12 @@ class ModelFiles:
 HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken")
 
 
-def resolve_model_files(entry: ModelEntry, cache_root: Path, offline: bool) -> ModelFiles:
+def resolve_model_files(
+    entry: ModelEntry, cache_root: Path, offline: bool, *, full_check: bool = False
+) -> ModelFiles:
+    """`full_check`: rehash a cached tiny model's files before use (a damaged one is rebuilt)."""
     if entry.source == "tiny":
-        path = tiny_model_dir(entry, cache_root)
+        path = tiny_model_dir(entry, cache_root, full_check=full_check)
     elif entry.source == "package":
         path = _package_dir(entry)
     elif entry.source == "local":

@@ -20,11 +20,14 @@ from pytest_hfmodels.registry.model import ModelEntry, TinySpec, TokenizerSpec
 from pytest_hfmodels.samples import TOKENIZER_CORPUS
 
 #: bump when the way a tiny model is built changes, so old cache entries are not reused
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 
-def tiny_model_dir(entry: ModelEntry, cache_root: Path) -> Path:
-    """Build (once per machine) and return the folder of `entry`'s tiny model."""
+def tiny_model_dir(entry: ModelEntry, cache_root: Path, *, full_check: bool = False) -> Path:
+    """Build (once per machine) and return the folder of `entry`'s tiny model.
+
+    Its files are checked against the entry's manifest on every use (`full_check`: every hash),
+    and rebuilt when damaged."""
     spec = entry.tiny
     if spec is None:
         raise ModelSourceError(
@@ -40,9 +43,13 @@ def tiny_model_dir(entry: ModelEntry, cache_root: Path) -> Path:
         transformers.__version__,
         tokenizers.__version__,
     )
-    target = cache_root / "tiny" / f"{entry.key}-{key}"
+
+    def build(staging: Path) -> dict[str, Any]:
+        build_tiny_model(entry.architecture, spec, staging)
+        return {"model": entry.key, "architecture": entry.architecture, "registry_file": entry.registry_file}
+
     try:
-        return build_once(target, lambda tmp: build_tiny_model(entry.architecture, spec, tmp))
+        return build_once(cache_root, "tiny", f"{entry.key}-{key}", build, full_check=full_check).path
     except ModelSourceError:
         raise
     except Exception as exc:
@@ -99,8 +106,15 @@ def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
 
 
 def train_tokenizer(spec: TokenizerSpec) -> Any:
-    """Train a tokenizer of `spec.kind` on the built-in corpus and wrap it for transformers."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """Train a tokenizer of `spec.kind` on the built-in corpus and wrap it for transformers.
+
+    The result is the same in every process. The `tokenizers` trainers count words in a hash map
+    whose seed is random per process (ahash's RandomState: neither PYTHONHASHSEED nor the thread
+    count changes it), and two trainers let that order through; see `_continuation_pieces` and
+    `_canonical_unigram`. The byte-level BPE trainer does not: its alphabet is fixed and sorted,
+    and merge ties are broken by token id.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     if spec.kind == "characters":
@@ -109,11 +123,10 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
     learned_specials = [] if spec.specials_last else specials
     unk = spec.roles.get("unk_token")
     if spec.kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token=unk or "[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer: Any = trainers.WordPieceTrainer(vocab_size=spec.vocab_size, special_tokens=learned_specials)
+        tok = _wordpiece_pipeline(models.WordPiece(unk_token=unk or "[UNK]"))
+        trainer: Any = trainers.WordPieceTrainer(
+            vocab_size=spec.vocab_size, special_tokens=[*learned_specials, *_continuation_pieces(tok)]
+        )
     elif spec.kind == "byte-bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -133,6 +146,14 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
     else:  # the registry loader only lets the kinds above through
         raise ModelSourceError(f"unknown tokenizer kind {spec.kind!r}")
     tok.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    if spec.kind == "wordpiece":
+        # The trainer also made the reserved continuation pieces added tokens, which would be
+        # split out of raw text before the model sees it: keep them as vocabulary only.
+        vocab = tok.get_vocab(with_added_tokens=False)
+        tok = _wordpiece_pipeline(models.WordPiece(vocab, unk_token=unk or "[UNK]"))
+        tok.add_special_tokens(learned_specials)
+    elif spec.kind == "unigram":
+        tok.model = _canonical_unigram(tok, head={*learned_specials, *([unk] if unk else [])})
     if spec.specials_last:
         tok.add_special_tokens(specials)  # appended in order, after the learned ids
     if spec.template:
@@ -143,6 +164,69 @@ def train_tokenizer(spec: TokenizerSpec) -> Any:
             special_tokens=[(t, tok.token_to_id(t)) for t in used],
         )
     return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side=spec.padding_side, **dict(spec.roles))
+
+
+def _wordpiece_pipeline(model: Any) -> Any:
+    """A BERT-style tokenizer (lowercasing, punctuation split) around a WordPiece `model`."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+
+    tok = Tokenizer(model)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    return tok
+
+
+def _continuation_pieces(tok: Any) -> list[str]:
+    """Every "##c" piece the corpus needs (a character inside a word), sorted.
+
+    The WordPiece trainer numbers these as it meets them walking its word-count hash map, so
+    their ids, and through them which of two equally frequent pairs is merged first, change from
+    process to process. Reserved up front, as the trainer's first tokens, they get fixed ids.
+    """
+    letters = {
+        c
+        for line in TOKENIZER_CORPUS
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(line))
+        for c in word[1:]
+    }
+    return [f"##{c}" for c in sorted(letters)]
+
+
+#: tokenizers' UnigramTrainer gives each corpus character the EM pruned away the lowest score
+#: plus this step times its place in a hash set (`min_score_penalty_delta`, unigram/trainer.rs)
+_UNIGRAM_FLOOR_STEP = 1e-4
+#: decimals kept of a unigram score: the E-step sums sentences in hash-map order, so the last
+#: bits of every score vary from process to process
+_UNIGRAM_SCORE_DECIMALS = 8
+
+
+def _canonical_unigram(tok: Any, head: set[str]) -> Any:
+    """The trained unigram model of `tok`, with the per-process noise of the trainer taken out.
+
+    The special tokens (`head`, first in the vocabulary) stay as they are. Of the learned pieces,
+    the characters re-added after pruning all get the lowest score, every score is rounded, and
+    the pieces are ordered by score, then text, so that ties no longer follow hash order.
+    """
+    from tokenizers import models
+
+    trained = json.loads(tok.to_str())["model"]
+    pieces: list[tuple[str, float]] = [(p, s) for p, s in trained["vocab"]]
+    assert {p for p, _ in pieces[: len(head)]} == head, "the trainer puts the special tokens first"
+    learned = pieces[len(head) :]
+    lowest = min(score for _, score in learned)
+    chars = {
+        c for line in TOKENIZER_CORPUS for word, _ in tok.pre_tokenizer.pre_tokenize_str(line) for c in word
+    }
+
+    def canonical_score(piece: str, score: float) -> float:
+        steps = (score - lowest) / _UNIGRAM_FLOOR_STEP
+        if piece in chars and round(steps) < len(chars) and abs(steps - round(steps)) < 1e-6:
+            score = lowest
+        return round(score, _UNIGRAM_SCORE_DECIMALS)
+
+    ordered = sorted(((p, canonical_score(p, s)) for p, s in learned), key=lambda ps: (-ps[1], ps[0]))
+    return models.Unigram([*pieces[: len(head)], *ordered], trained["unk_id"], trained["byte_fallback"])
 
 
 def _character_tokenizer(spec: TokenizerSpec) -> Any:

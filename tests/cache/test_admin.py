@@ -13,6 +13,7 @@ from filelock import FileLock
 
 from pytest_hfmodels.cache import admin as cache_admin
 from pytest_hfmodels.cache.admin import CleanPolicy, clean, list_entries, remove_entry, verify_entries
+from pytest_hfmodels.cache.manifest import MANIFEST_FILE
 from pytest_hfmodels.cli import cache_cmd
 from pytest_hfmodels.convert.onnx.cached import export_onnx
 from pytest_hfmodels.errors import OptionError
@@ -60,7 +61,7 @@ def test_ls_lists_entries_and_conversions(root: Path, capsys: pytest.CaptureFixt
     entries = list_entries(root)
     assert sorted(e.kind for e in entries) == ["onnx", "onnx", "tiny"]
     onnx = [e for e in entries if e.kind == "onnx"]
-    assert all(e.record and e.record["exporter"] == "legacy" for e in onnx)
+    assert all(e.manifest and e.manifest["exporter"] == "legacy" for e in onnx)
     assert all(e.size > 0 and e.idle_days() < 1 for e in entries)
     assert cli("ls", "--cache-dir", str(root)) == 0
     out = capsys.readouterr().out
@@ -68,8 +69,8 @@ def test_ls_lists_entries_and_conversions(root: Path, capsys: pytest.CaptureFixt
 
 
 def test_verify_detects_a_corrupted_conversion(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert [r.ok for r in verify_entries(root)].count(True) == 2
-    entry = next(e for e in list_entries(root) if e.kind == "onnx" and e.record and e.record["opset"] == 18)
+    assert [r.ok for r in verify_entries(root)] == [True, True, True]  # tiny models have manifests too
+    entry = next(e for e in list_entries(root) if e.manifest and e.manifest.get("opset") == 18)
     model = entry.path / "model.onnx"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
@@ -80,10 +81,10 @@ def test_verify_detects_a_corrupted_conversion(root: Path, capsys: pytest.Captur
     assert cli("verify", "--cache-dir", str(root)) == 1
     assert f"onnx/{entry.path.name}: CORRUPT" in capsys.readouterr().out
 
-    other = next(e for e in list_entries(root) if e.record and e.record["opset"] == 17)
-    (other.path / "conversion.json").write_text("{ truncated")
+    other = next(e for e in list_entries(root) if e.manifest and e.manifest.get("opset") == 17)
+    (other.path / MANIFEST_FILE).write_text("{ truncated")
     assert next(r for r in verify_entries(root) if r.entry.path == other.path).problems == (
-        "conversion.json: unreadable or lists no files",
+        f"{MANIFEST_FILE}: unreadable",
     )
     model.write_bytes(bytes(data[:100]))
     assert (
@@ -91,16 +92,16 @@ def test_verify_detects_a_corrupted_conversion(root: Path, capsys: pytest.Captur
         in next(r for r in verify_entries(root) if r.entry.path == entry.path).problems[0]
     )
     # The converter never serves it: it converts again, and the cache verifies clean.
-    again = export_onnx(entry.record["model_dir"], root, exporter="legacy")  # type: ignore[index]
+    again = export_onnx(entry.manifest["model_dir"], root, exporter="legacy")  # type: ignore[index]
     assert again.source == "pytorch_conversion" and again.path == model
-    export_onnx(entry.record["model_dir"], root, exporter="legacy", opset=17)  # type: ignore[index]
-    assert [r.ok for r in verify_entries(root)] == [True, True, None]
+    export_onnx(entry.manifest["model_dir"], root, exporter="legacy", opset=17)  # type: ignore[index]
+    assert [r.ok for r in verify_entries(root)] == [True, True, True]  # the tiny model's files too
 
 
 def test_clean_removes_idle_entries_oldest_first_until_under_the_limit(root: Path) -> None:
     entries = list_entries(root)
     tiny = next(e for e in entries if e.kind == "tiny")
-    onnx17, onnx18 = (next(e for e in entries if e.record and e.record["opset"] == n) for n in (17, 18))
+    onnx17, onnx18 = (next(e for e in entries if (e.manifest or {}).get("opset") == n) for n in (17, 18))
     age(onnx17.path, 12)
     age(tiny.path, 9)
     total = sum(e.size for e in list_entries(root))
@@ -150,16 +151,20 @@ def test_clean_keeps_an_entry_whose_build_lock_is_held(root: Path) -> None:
     assert [e.path for e in report.busy] == [entry.path] and entry.path.is_dir()
 
 
-def test_clean_removes_old_staging_folders_of_interrupted_builds(root: Path) -> None:
-    old = root / "onnx" / ".bert-0123456789abcdef.k2j4h5.tmp"
-    young = root / "onnx" / ".gpt2-0123456789abcdef.x9y8z7.tmp"
-    for folder in (old, young):
+def test_clean_removes_staging_folders_of_dead_builds_only(root: Path) -> None:
+    dead = root / "onnx" / ".bert-0123456789abcdef.k2j4h5.tmp"
+    live = root / "onnx" / ".gpt2-0123456789abcdef.x9y8z7.tmp"
+    lookalike = root / "onnx" / ".mine-0123456789abcdef.abcdef.tmp"  # no build lock beside it: foreign
+    for folder in (dead, live, lookalike):
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"half written")
-    age(old, 8)
-    report = clean(root, CleanPolicy(10**12, 7))  # far under the size limit: only the old staging folder goes
-    assert [e.path for e in report.removed] == [old] and young.is_dir() and not old.exists()
-    assert all(e.path.exists() for e in list_entries(root))
+    (root / "onnx" / "bert-0123456789abcdef.lock").touch()
+    with FileLock(str(root / "onnx" / "gpt2-0123456789abcdef.lock")):
+        report = clean(root, CleanPolicy(10**12, 7))  # far under the size limit: only the dead build goes
+        assert [e.path for e in report.removed] == [dead] and live.is_dir() and not dead.exists()
+    assert lookalike.is_dir() and next(e for e in list_entries(root) if e.path == lookalike).foreign
+    # The lock of the dead build now guards nothing: it goes too; the live one's stays while held.
+    assert not (root / "onnx" / "bert-0123456789abcdef.lock").exists()
 
 
 def test_policy_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

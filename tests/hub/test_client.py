@@ -85,6 +85,20 @@ def test_missing_file_download_names_repo_revision_and_file(
     assert hub_file_requests(hub_env, "HEAD", "nope.onnx") == 1  # a 404 is an answer: never retried
 
 
+OUT_OF_REPO = ["../../etc/passwd", "/etc/passwd", "onnx//model.onnx", "onnx\\model.onnx", ""]
+
+
+@pytest.mark.parametrize("path", OUT_OF_REPO)
+def test_a_path_out_of_the_repo_is_refused_before_any_request(
+    client: HubClient, repo: Snapshot, hub_env: HubServer, path: str
+) -> None:
+    before = hub_env.count()
+    for call in (client.lookup, client.download, client.file_exists):
+        with pytest.raises(ModelVerificationError, match=r"repo 'org/bert-tiny': .*repo file path"):
+            call(REPO, path)
+    assert hub_env.count() == before
+
+
 def test_missing_repo_is_told_apart(client: HubClient, hub_env: HubServer) -> None:
     assert client.lookup("org/nope", "model.onnx").missing == "repo"
     with pytest.raises(ModelFileNotFoundError, match=r"repository 'org/nope' not found") as info:

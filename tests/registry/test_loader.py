@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,79 @@ def test_modes_ruled_out_for_every_selected_model_are_a_selection_error() -> Non
     # One selected model that can run the mode is enough: the others just make no case.
     both = registry.select(families=["xclip", "llava_next"], model_set="small")
     assert [case.id for case in expand(both, settings, hardware)] == ["llava-next-tiny-pipeline-cpu"]
+
+
+#: a valid one-model family: the model's `id` is on line 8
+FAMILY = (
+    "family: {family}\ntask: t\nmodality: text\narchitecture: A\n"
+    "models:\n  {key}:\n    source: hub\n    id: x/y\n"
+)
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(FAMILY.format(family="f", key="m1").replace("x/y", "caf\xe9").encode("latin-1"))
+    with pytest.raises(RegistryError) as info:
+        load_registries([tmp_path], include_builtin=False)
+    assert str(info.value) == f"{path}:8: not UTF-8 text: byte 0xe9 at offset {path.read_bytes().index(0xE9)}"
+
+
+def test_a_control_character_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, FAMILY.format(family="f", key="m1").replace("x/y", "x\x01y"))
+    with pytest.raises(
+        RegistryError, match=rf"^{re.escape(str(path))}:8: invalid YAML: character #x0001"
+    ) as info:
+        load_registry_file(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "first"),
+    [
+        ("family: f\ntask: t\nfamily: g\n", 3, "family", 1),
+        (FAMILY.format(family="f", key="m1") + "    id: x/z\n", 9, "id", 8),
+        (FAMILY.format(family="f", key="m1") + "  m1:\n    source: tiny\n", 9, "m1", 6),
+        ("family: f\ntolerances: {atol: 1, rtol: 2, atol: 3}\n", 2, "atol", 2),
+    ],
+    ids=["top-level", "model-field", "model-key", "flow-mapping"],
+)
+def test_duplicate_keys_name_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str, first: int
+) -> None:
+    """PyYAML alone keeps the last of two equal keys, silently."""
+    path = write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry_file(path)
+    assert str(info.value) == f"{path}:{line}: invalid YAML: duplicate key {key!r} (first on line {first})"
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    """`<<: *anchor` then a key of the anchor's is YAML's override, not a duplicate."""
+    path = write(
+        tmp_path,
+        "family: f\ntask: t\nmodality: text\narchitecture: A\nmodels:\n"
+        "  m1: &base\n    source: hub\n    id: x/y\n  m2:\n    <<: *base\n    id: x/z\n",
+    )
+    assert [(e.key, e.id) for e in load_registry_file(path)] == [("m1", "x/y"), ("m2", "x/z")]
+
+
+def test_one_family_in_two_files_names_both(tmp_path: Path) -> None:
+    first = write(tmp_path, FAMILY.format(family="electra", key="a"), "a.yaml")
+    second = write(tmp_path, FAMILY.format(family="electra", key="b"), "b.yaml")
+    with pytest.raises(RegistryError) as info:
+        load_registries([tmp_path], include_builtin=False)
+    assert str(info.value) == f"{second}:1: field 'family': 'electra' is also defined in {first}"
+
+
+def test_a_builtin_family_redefined_names_the_builtin_file(tmp_path: Path) -> None:
+    path = write(tmp_path, FAMILY.format(family="bert", key="my-bert"), "mine.yaml")
+    with pytest.raises(
+        RegistryError, match=rf"^{re.escape(str(path))}:1: .*'bert' is also defined in .*bert\.yaml$"
+    ):
+        load_registries([tmp_path])
+
+
+def test_a_mode_that_is_not_a_string_is_a_registry_error(tmp_path: Path) -> None:
+    path = write(tmp_path, FAMILY.format(family="f", key="m1") + "    modes: [[pipeline]]\n")
+    with pytest.raises(RegistryError, match=r"field 'modes': .* is not a mode"):
+        load_registry_file(path)

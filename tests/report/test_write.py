@@ -220,16 +220,17 @@ def test_report_cli_writes_a_given_run(
 
 
 @pytest.mark.parametrize(
-    ("argv", "named"),
+    ("argv", "named", "code"),
     [
-        (["report", "--db", "{tmp}/missing.duckdb"], "missing.duckdb"),
-        (["report", "--db", "{db}", "--run", "x"], "--run"),
-        (["report", "--db", "{db}", "--run", "42"], "no run 42"),
+        (["report", "--db", "{tmp}/missing.duckdb"], "missing.duckdb", 1),
+        (["report", "--db", "{db}", "--run", "x"], "--run", 2),  # a usage error
+        (["report", "--db", "{db}", "--run", "42"], "no run 42", 1),
         (
             ["report", "--db", "{db}", "--compare", "1", "1", "--fail-on-regression", "ten"],
             "--fail-on-regression",
+            2,
         ),
-        (["report", "--db", "{db}", "--fail-on-regression", "10%"], "--fail-on-regression"),
+        (["report", "--db", "{db}", "--fail-on-regression", "10%"], "--fail-on-regression", 2),
     ],
 )
 def test_bad_input_gives_one_line_naming_it(
@@ -239,9 +240,10 @@ def test_bad_input_gives_one_line_naming_it(
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
     named: str,
+    code: int,
 ) -> None:
     args = [a.format(tmp=tmp_path, db=db) for a in argv]
-    assert run_cli(monkeypatch, *args) == 1
+    assert run_cli(monkeypatch, *args) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and named in err[0]
 

@@ -14,13 +14,12 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pytest_hfmodels.cache.manifest import RECORD_FILE, file_sha256, intact_record, read_record, write_record
+from pytest_hfmodels.cache.manifest import file_sha256, files_size
 from pytest_hfmodels.cache.store import build_once, content_key
 from pytest_hfmodels.convert.onnx.build import ONNX_FILE, convert, library_versions
 from pytest_hfmodels.convert.onnx.specs import EXPORTERS, ExportSpec, read_config, spec_for
@@ -28,7 +27,7 @@ from pytest_hfmodels.errors import ModelConversionError
 from pytest_hfmodels.registry.model import Tolerances
 
 #: bump when the way a conversion is made changes, so old cache entries are not reused
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 #: one JSON line per conversion actually built, appended under the entry's lock
 BUILD_LOG = "conversions.log"
 #: weight files whose bytes decide the model's content hash (with config.json)
@@ -55,6 +54,10 @@ class OnnxExport:
     spec_name: str = ""
 
     @property
+    def converted_now(self) -> bool:
+        return self.source == "pytorch_conversion"
+
+    @property
     def status(self) -> str:
         return "converted" if self.source == "pytorch_conversion" else "cached"
 
@@ -69,11 +72,13 @@ def export_onnx(
     tolerances: Tolerances | None = None,
     model_id: str | None = None,
     progress: bool = False,
+    full_check: bool = False,
 ) -> OnnxExport:
     """The validated ONNX export of the model in `model_dir`, from the cache or converted now.
 
     `exporter` None means the spec's preferred exporter with the other as fallback; naming one
-    uses only that one. `opset` None means the spec's (18).
+    uses only that one. `opset` None means the spec's (18). `full_check` rehashes every cached
+    file before serving it (see `cache.store.build_once`).
     """
     model_dir, cache_root = Path(model_dir), Path(cache_root)
     config = read_config(model_dir)
@@ -92,30 +97,18 @@ def export_onnx(
         [tol.atol, tol.rtol],
         library_versions(),
     )
-    target = cache_root / "onnx" / f"{spec.name}-{key}"
-    built: list[bool] = []
+    name = f"{spec.name}-{key}"
 
-    def build(tmp: Path) -> None:
-        record = convert(model_dir, tmp, spec, order, opset, tol, progress)
+    def build(staging: Path) -> dict[str, Any]:
+        record = convert(model_dir, staging, spec, order, opset, tol, progress)
         record.update(model_id=model_id or str(model_dir), model_dir=str(model_dir), cache_key=key)
-        write_record(tmp, record)
-        _append_build_log(cache_root, target.name, record)
-        built.append(True)
+        _append_build_log(cache_root, name, record)
+        return record
 
-    # Waiters hold on while another process converts; large models take many minutes.
-    build_once(target, build, lock_timeout=LOCK_TIMEOUT_S)
-    record = read_record(target) if built else intact_record(target)
-    if record is None:
-        # A corrupted conversion is never served: set it aside under the lock and convert again.
-        _discard(target)
-        build_once(target, build, lock_timeout=LOCK_TIMEOUT_S)
-        record = read_record(target)
-    if record is None:
-        raise ModelConversionError(f"{target / RECORD_FILE}: unreadable conversion record")
-    # The folder's mtime says when it was last used, for clean-up; a read-only shared cache still serves.
-    with suppress(OSError):
-        os.utime(target)
-    return _export_of(target, record, "pytorch_conversion" if built else "cache")
+    # Waiters hold on while another process converts; large models take many minutes. A damaged
+    # conversion is never served: the cache sets it aside under the lock and converts again.
+    entry = build_once(cache_root, "onnx", name, build, lock_timeout=LOCK_TIMEOUT_S, full_check=full_check)
+    return export_of(entry.path, entry.manifest, "pytorch_conversion" if entry.built else "cache")
 
 
 def model_content_hash(model_dir: Path) -> str:
@@ -130,7 +123,9 @@ def model_content_hash(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _export_of(folder: Path, record: Mapping[str, Any], source: str) -> OnnxExport:
+def export_of(folder: Path, record: Mapping[str, Any], source: str) -> OnnxExport:
+    """The export a conversion's manifest describes."""
+
     def shapes(data: Mapping[str, Any]) -> Mapping[str, tuple[int, ...]]:
         return MappingProxyType({k: tuple(v) for k, v in data.items()})
 
@@ -139,8 +134,8 @@ def _export_of(folder: Path, record: Mapping[str, Any], source: str) -> OnnxExpo
         exporter=record["exporter"],
         opset=int(record["opset"]),
         seconds=float(record["seconds"]),
-        file_size=int(record["size"]),
-        sha256=record["sha256"],
+        file_size=files_size(record),
+        sha256=record["files"][ONNX_FILE]["sha256"],
         max_abs_diff=float(record["max_abs_diff"]),
         max_rel_diff=float(record["max_rel_diff"]),
         validation_shape=shapes(record["validation_shape"]),
@@ -163,15 +158,3 @@ def _append_build_log(cache_root: Path, entry: str, record: Mapping[str, Any]) -
     # One short O_APPEND write per line: concurrent builders of other entries cannot interleave it.
     with (cache_root / "onnx" / BUILD_LOG).open("a", encoding="utf-8") as log:
         log.write(line + "\n")
-
-
-def _discard(target: Path) -> None:
-    import shutil
-
-    from filelock import FileLock
-
-    with FileLock(str(target) + ".lock"):
-        if target.is_dir() and intact_record(target) is None:
-            aside = target.with_name(f".{target.name}.corrupt-{os.getpid()}.tmp")
-            os.replace(target, aside)
-            shutil.rmtree(aside, ignore_errors=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_hfmodels.cache.store import default_cache_root
-from pytest_hfmodels.convert.onnx.cached import export_onnx
+from pytest_hfmodels.convert.onnx.cached import OnnxExport, export_onnx
 from pytest_hfmodels.convert.onnx.specs import SPECS, read_config
 from pytest_hfmodels.errors import ModelConversionError
 from pytest_hfmodels.registry.model import Tolerances
@@ -56,8 +56,9 @@ def convert_for_verifier(
     model_type: str | None = None,
     conversion_config: Mapping[str, Any] | None = None,
     verifier: Any = None,
-) -> Path:
-    """Convert `model_id` (a local folder or a Hub repo id) to ONNX; return the cached file's path."""
+) -> OnnxExport:
+    """Convert `model_id` (a local folder or a Hub repo id) to ONNX, or find its conversion in the
+    cache; the export says which (`converted_now`) and where the file is."""
     if not file_path.endswith(".onnx"):
         raise ModelConversionError(
             f"repo {model_id!r}: cannot produce {file_path!r}: this converter makes .onnx files"
@@ -89,7 +90,7 @@ def convert_for_verifier(
         tolerances=options.tolerances,
         model_id=model_id,
     )
-    return export.path
+    return export
 
 
 def model_folder(model: str, client: Any = None, revision: str | None = None) -> Path:

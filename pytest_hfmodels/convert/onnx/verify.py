@@ -18,8 +18,19 @@ from pytest_hfmodels.errors import ModelConversionError, ModelFileNotFoundError
 from pytest_hfmodels.hub.client import HubClient, RetryPolicy
 
 
+class ConvertedFile(Protocol):
+    """What a converter may return instead of a path: the file and whether this call made it."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def converted_now(self) -> bool: ...
+
+
 class Converter(Protocol):
-    """Produces a file the Hub does not have (an ONNX export, say) and returns its local path."""
+    """Produces a file the Hub does not have (an ONNX export, say): returns its local path (made
+    by this call), or a `ConvertedFile` that says whether it was made now or found in a cache."""
 
     def __call__(
         self,
@@ -29,7 +40,7 @@ class Converter(Protocol):
         model_type: str | None,
         conversion_config: Mapping[str, Any] | None,
         verifier: ModelFileVerifier,
-    ) -> str | os.PathLike[str]: ...
+    ) -> str | os.PathLike[str] | ConvertedFile: ...
 
 
 class ModelFileVerifier:
@@ -79,7 +90,8 @@ class ModelFileVerifier:
         model_type: str | None = None,
         conversion_config: Mapping[str, Any] | None = None,
     ) -> tuple[Path, bool]:
-        """(local path, was_converted): the Hub's file if it has one, else a converted one."""
+        """(local path, was_converted): the Hub's file if it has one, else a converted one;
+        `was_converted` is true only when this call converted (not when the cache had it)."""
         lookup = self.client.lookup(model_id, file_path, self.revision)
         if lookup.exists:
             return self.client.download(model_id, file_path, self.revision), False
@@ -101,7 +113,10 @@ class ModelFileVerifier:
             raise ModelConversionError(
                 f"converting repo {model_id!r} to {file_path!r} failed: {type(error).__name__}: {error}"
             ) from error
-        return Path(produced), True
+        if isinstance(produced, (str, os.PathLike)):
+            return Path(produced), True
+        # was_converted says what this call did: a conversion served from the cache was not made now
+        return Path(produced.path), produced.converted_now
 
     def batch_verify_models(
         self, models: Iterable[Mapping[str, Any]], max_workers: int = 4, *, check_only: bool = False

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from pytest_hfmodels.cache.manifest import RECORD_FILE, file_sha256
+from pytest_hfmodels.cache.manifest import MANIFEST_FILE, file_sha256
 from pytest_hfmodels.cache.store import default_cache_root
 from pytest_hfmodels.convert.onnx.cached import BUILD_LOG, export_onnx
 from pytest_hfmodels.convert.onnx.export import run_onnxruntime
@@ -122,8 +122,9 @@ def test_family_exports_and_validates_at_another_shape(key: str, tmp_path: Path)
     for graph_input in graph.input:
         batch_axis = "text_batch" if graph_input.name in texts else "batch"
         assert graph_input.type.tensor_type.shape.dim[0].dim_param == batch_axis
-    record = json.loads((export.path.parent / RECORD_FILE).read_text())
-    assert record["source"] == "pytorch_conversion" and record["sha256"] == export.sha256
+    record = json.loads((export.path.parent / MANIFEST_FILE).read_text())
+    assert record["source"] == "pytorch_conversion"
+    assert record["files"]["model.onnx"]["sha256"] == export.sha256
     assert record["max_abs_diff"] == export.max_abs_diff and record["spec"]["name"] == spec.name
 
 
@@ -291,7 +292,7 @@ def test_second_call_comes_from_the_cache(tmp_path: Path) -> None:
 def test_unreadable_record_is_converted_again(tmp_path: Path) -> None:
     folder = model_dir("distilbert-tiny")
     first = export_onnx(folder, tmp_path, exporter="legacy")
-    (first.path.parent / RECORD_FILE).write_text("{ not json")
+    (first.path.parent / MANIFEST_FILE).write_text("{ not json")
     again = export_onnx(folder, tmp_path, exporter="legacy")
     assert again.source == "pytorch_conversion" and again.path == first.path
     assert len(build_log(tmp_path)) == 2 and len(conversions(tmp_path)) == 1
@@ -309,7 +310,7 @@ def test_fallback_exporter_when_the_preferred_one_fails(tmp_path: Path) -> None:
     spec = dataclasses.replace(SPECS["t5"], exporter="dynamo")
     export = export_onnx(model_dir("t5-tiny"), tmp_path, spec)
     assert export.exporter == "legacy"
-    (failure,) = json.loads((export.path.parent / RECORD_FILE).read_text())["failed_attempts"]
+    (failure,) = json.loads((export.path.parent / MANIFEST_FILE).read_text())["failed_attempts"]
     assert failure.startswith("dynamo exporter failed:")
 
 
@@ -424,24 +425,16 @@ def test_convert_cli_copies_the_file_and_reports(tmp_path: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'out' / 'model.onnx'}" in out and "exporter legacy, opset 18" in out
     assert "validated in onnxruntime against PyTorch at pixel_values 2x3x30x30: max abs diff" in out
-    record = json.loads((tmp_path / "out" / RECORD_FILE).read_text())
-    assert record["sha256"] == file_sha256(tmp_path / "out" / "model.onnx")
+    record = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
+    assert record["files"]["model.onnx"]["sha256"] == file_sha256(tmp_path / "out" / "model.onnx")
 
-    args = parser.parse_args(
-        [
-            "convert",
-            str(tmp_path / "nothing-here"),
-            "--to",
-            "onnx",
-            "-o",
-            str(tmp_path / "x"),
-            "--exporter",
-            "legacy",
-            "--quiet",
-        ]
-    )
-    assert args.func(args) == 1
-    assert "hfmodels convert: error:" in capsys.readouterr().err
+    # A folder that is not there is a usage error, found while the arguments are parsed.
+    with pytest.raises(SystemExit) as usage:
+        parser.parse_args(
+            ["convert", str(tmp_path / "nothing-here"), "--to", "onnx", "-o", str(tmp_path / "x")]
+        )
+    assert usage.value.code == 2
+    assert "nothing-here': no such folder" in capsys.readouterr().err
 
 
 def test_verifier_converts_a_hub_repo_without_onnx(hub_env: HubServer) -> None:
@@ -452,8 +445,13 @@ def test_verifier_converts_a_hub_repo_without_onnx(hub_env: HubServer) -> None:
         "org/tiny-gpt2", "onnx/model.onnx", model_type="gpt2", conversion_config={"exporter": "legacy"}
     )
     assert converted and path.name == "model.onnx" and path.is_file()
-    record = json.loads((path.parent / RECORD_FILE).read_text())
+    record = json.loads((path.parent / MANIFEST_FILE).read_text())
     assert record["model_id"] == "org/tiny-gpt2" and record["exporter"] == "legacy"
+    # Served from the cache the second time: this call converted nothing.
+    again, converted_again = verifier.verify_model_for_benchmark(
+        "org/tiny-gpt2", "onnx/model.onnx", model_type="gpt2", conversion_config={"exporter": "legacy"}
+    )
+    assert again == path and not converted_again
     with pytest.raises(
         ModelConversionError, match=r"model_type 'bert' was asked for, but its config\.json says 'gpt2'"
     ):
