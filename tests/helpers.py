@@ -4,6 +4,7 @@ plugin that dumps the result rows a pytester run reports."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,21 @@ BUILTIN_FAMILIES = frozenset(
 )
 #: one input shape instead of the default sweep, for tests about something else than the sweep
 ONE_SHAPE = ("--hf-batch-sizes=1", "--hf-seq-lengths=32", "--hf-audio-seconds=1")
+
+
+def pytest_argv(*args: str) -> list[str]:
+    """A separate pytest process (the way users start one), without pytest's cache folder."""
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+#: one quick bert-tiny case, checked and not timed: runs in a pytest process in a few seconds
+BERT_ONE_CASE = (
+    "--hf-model=bert-tiny",
+    "--hf-mode=from_pretrained",
+    "--hf-batch-sizes=1",
+    "--hf-seq-lengths=8",
+    "--hf-verify-only",
+)
 
 # A plugin (not a conftest: conftest hooks apply only below their folder, and the generated
 # suite lives in the package) appending every row the controller receives to a file.

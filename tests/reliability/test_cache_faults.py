@@ -22,6 +22,7 @@ from pytest_hfmodels.errors import CacheError
 from pytest_hfmodels.registry.loader import load_registries
 from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.sources.tiny import tiny_model_dir
+from tests.helpers import BERT_ONE_CASE, pytest_argv
 
 pytestmark = pytest.mark.slow  # builds real tiny models
 
@@ -89,20 +90,7 @@ def test_the_session_end_clean_up_leaves_a_users_files_alone(tmp_path: Path) -> 
     files = users_folder(root)
     env = {**os.environ, "CACHE_CLEANUP_THRESHOLD": "0", "CACHE_CLEANUP_MIN_AGE_DAYS": "0"}
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--hf-model=bert-tiny",
-            "--hf-mode=from_pretrained",
-            "--hf-batch-sizes=1",
-            "--hf-seq-lengths=8",
-            "--hf-verify-only",
-            "--hf-no-db",
-            f"--hf-cache-dir={root}",
-            "-p",
-            "no:cacheprovider",
-        ],
+        pytest_argv(*BERT_ONE_CASE, "--hf-no-db", f"--hf-cache-dir={root}"),
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -158,21 +146,7 @@ def test_verify_cache_option_rebuilds_a_damaged_model_before_the_run(
     weights.write_bytes(original[:-8] + b"\x00" * 8)
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--hf-model=bert-tiny",
-            "--hf-mode=from_pretrained",
-            "--hf-batch-sizes=1",
-            "--hf-seq-lengths=8",
-            "--hf-verify-only",
-            "--hf-no-db",
-            "--hf-verify-cache",
-            f"--hf-cache-dir={root}",
-            "-p",
-            "no:cacheprovider",
-        ],
+        pytest_argv(*BERT_ONE_CASE, "--hf-no-db", "--hf-verify-cache", f"--hf-cache-dir={root}"),
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -20,15 +20,13 @@ import pytest
 from pytest_hfmodels.db.environment import RunEnvironment
 from pytest_hfmodels.db.journal import RunJournal, pending_journals, read_journal, recover_journals
 from pytest_hfmodels.results import Measurement, ResultRow
+from tests.helpers import BERT_ONE_CASE, pytest_argv
+from tests.results_helpers import make_row
 
 pytestmark = pytest.mark.slow  # real pytest processes on a real tiny model
 
-CASES = (
-    "--hf-model=bert-tiny",
-    "--hf-mode=from_pretrained",
-    "--hf-batch-sizes=1,2,3,4",
-    "--hf-seq-lengths=8",
-)
+#: four quick bert-tiny cases, checked and not timed (the later --hf-batch-sizes wins)
+CASES = (*BERT_ONE_CASE, "--hf-batch-sizes=1,2,3,4")
 
 #: a plugin (-p holding) that holds the controller still once `HOLD_AFTER` cases have reported,
 #: after the recorder saw them (or, with 0, once collected)
@@ -68,22 +66,15 @@ def start_run(project: Path, db: Path, hold_after: int) -> subprocess.Popen[str]
         **os.environ,
         "HOLD_AFTER": str(hold_after),
         "HOLD_MARKER": str(project / "held"),
-        "PYTHONPATH": str(project),
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(project), os.environ.get("PYTHONPATH")))),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *CASES,
-        "--hf-verify-only",
-        f"--hf-db={db}",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "holding",
-    ]
     return subprocess.Popen(
-        command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        pytest_argv(*CASES, f"--hf-db={db}", "-p", "holding"),
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -121,16 +112,7 @@ def test_kill_after_3_of_4_cases_loses_none_of_the_3(tmp_path: Path) -> None:
 
     # The next session that stores a run stores the killed one first, as interrupted.
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *CASES,
-            "--hf-verify-only",
-            f"--hf-db={db}",
-            "-p",
-            "no:cacheprovider",
-        ],
+        pytest_argv(*CASES, f"--hf-db={db}"),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -229,25 +211,7 @@ def environment() -> RunEnvironment:
 
 
 def row(case_id: str) -> ResultRow:
-    return ResultRow(
-        nodeid=f"test_models.py::test_model[{case_id}]",
-        case_id=case_id,
-        model_key="bert-tiny",
-        model_id="tiny/bert-tiny",
-        family="bert",
-        task="fill-mask",
-        source="tiny",
-        model_type="bert",
-        architecture="BertForMaskedLM",
-        mode="from_pretrained",
-        hardware="cpu",
-        device_name=None,
-        status="pass",
-        error_class=None,
-        error_message=None,
-        suggested_fix=None,
-        duration_s=0.01,
-        worker="main",
-        parameters=None,
+    return make_row(
+        case_id,
         measurement=Measurement(batch_size=1, latency_p50_ms=1.0, iterations=1, timer="perf_counter_ns"),
     )
