@@ -13,23 +13,34 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytest_hfmodels.errors import RegistryError
+from pytest_hfmodels.registry.loader import read_yaml
 from pytest_hfmodels.registry.model import MODALITIES, ModelEntry
 from pytest_hfmodels.registry.select import Registry
 
 _FIELDS = {"name", "family", "size", "modality"}
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: `json` keeps the last of two equal ones."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"duplicate key {key!r}")
+        data[key] = value
+    return data
+
+
 def load_custom_set(path: Path, registry: Registry) -> tuple[ModelEntry, ...]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except OSError as exc:
-        raise RegistryError(str(path), f"--hf-models-file: cannot read: {exc.strerror}") from exc
-    except (ValueError, yaml.YAMLError) as exc:
-        raise RegistryError(str(path), f"--hf-models-file: not valid JSON/YAML: {exc}") from exc
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+        except OSError as exc:
+            raise RegistryError(str(path), f"--hf-models-file: cannot read: {exc.strerror}") from exc
+        except ValueError as exc:  # invalid JSON, not UTF-8, or a key given twice
+            raise RegistryError(str(path), f"--hf-models-file: not valid JSON: {exc}") from exc
+    else:  # YAML read as registries are: UTF-8, no key twice, errors naming the line
+        _, data = read_yaml(path)
     if not isinstance(data, dict) or not data:
         raise RegistryError(str(path), '--hf-models-file: expected {"key": {"name", "family", ...}, ...}')
     return tuple(

@@ -131,7 +131,7 @@ def load_registries(dirs: Iterable[Path | str], include_builtin: bool = True) ->
 
 def load_registry_file(path: Path, parser: _Parser | None = None) -> tuple[ModelEntry, ...]:
     """The entries of one file; `parser`, if given, is left holding the family's defaults."""
-    node, data = _read_yaml(path)
+    node, data = read_yaml(path)
     parser = parser or _Parser(path, None)
     parser.index(node)
     return parser.family(data)
@@ -165,7 +165,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
+def read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
     """The file's node tree (for line numbers) and its data; any problem is one RegistryError line."""
     try:
         raw = path.read_bytes()

@@ -282,3 +282,27 @@ def test_a_mode_that_is_not_a_string_is_a_registry_error(tmp_path: Path) -> None
     path = write(tmp_path, FAMILY.format(family="f", key="m1") + "    modes: [[pipeline]]\n")
     with pytest.raises(RegistryError, match=r"field 'modes': .* is not a mode"):
         load_registry_file(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        (
+            "custom.json",
+            '{"a": {"name": "me/a", "family": "bert"}, "a": {"name": "me/b", "family": "bert"}}',
+            "duplicate key 'a'",
+        ),
+        (
+            "custom.yaml",
+            "a: {name: me/a, family: bert}\na: {name: me/b, family: bert}\n",
+            "duplicate key 'a' (first on line 1)",
+        ),
+    ],
+)
+def test_a_custom_set_with_a_model_twice_is_refused(
+    tmp_path: Path, name: str, text: str, problem: str
+) -> None:
+    models_file = write(tmp_path, text, name)
+    with pytest.raises(RegistryError, match=re.escape(problem)) as info:
+        load_custom_set(models_file, load_registries([]))
+    assert str(models_file) in str(info.value)
