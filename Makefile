@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The offline default suite: tiny models of every family plus the real MiniLM, two modes, cpu.
+# The offline default suite: tiny models of every family plus the real MiniLM, every mode, cpu.
 demo: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest --hf-set small --hf-offline -p no:cacheprovider -rs --benchmark-columns=median,rounds
 	$(BIN)/hfmodels report

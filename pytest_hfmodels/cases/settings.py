@@ -16,7 +16,6 @@ from pytest_hfmodels.cases.hardware import parse_hardware_list
 from pytest_hfmodels.errors import OptionError
 
 MODEL_SETS = ("small", "key", "all", "custom")
-DEFAULT_MODES = ("pipeline", "from_pretrained")
 # The input sweep every case is measured over unless the options narrow it: the batch sizes and
 # text lengths serving usually sees, and a short and a longer utterance. Images come at the size
 # the model's processor makes them.
@@ -100,8 +99,10 @@ def build_settings(
     model_set = getoption("hf_set") or getini("hf_set") or "small"
     if model_set not in MODEL_SETS:
         raise OptionError(f"hf_set: {model_set!r} is not one of {', '.join(MODEL_SETS)}")
-    modes = split_list(getoption("hf_mode")) or split_list(getini("hf_modes")) or DEFAULT_MODES
     known = tuple(known_modes)
+    # By default every mode a family allows runs: a family's `modes:` narrows it (expand), as the
+    # plugin's design names OpenVINO and onnxruntime beside pipeline and from_pretrained.
+    modes = split_list(getoption("hf_mode")) or split_list(getini("hf_modes")) or known
     for mode in modes:
         if mode not in known:
             raise OptionError(f"--hf-mode: unknown mode {mode!r} (known: {', '.join(known)})")

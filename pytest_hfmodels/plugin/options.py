@@ -53,7 +53,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--hf-mode",
         action="append",
         metavar="MODES",
-        help=f"modes, comma list: {', '.join(MODES)} (default pipeline,from_pretrained)",
+        help=f"modes, comma list: {', '.join(MODES)} (default: every mode a family allows)",
     )
     add("--all-hardware", dest="hf_all_hardware", action="store_true", help="every detected device")
     add("--cpu-only", dest="hf_cpu_only", action="store_true", help="the cpu only")

@@ -33,6 +33,33 @@ def _cell(value: object) -> str:
     return f"<td>{escape(str(value))}</td>"
 
 
+def _family_modes(report: RunReport) -> list[str]:
+    """The family x mode table, then why cases were skipped or failed there."""
+    modes = report.modes
+    parts = [
+        "<h2>Families x modes</h2>",
+        "<table><tr><th>family</th>" + "".join(f"<th>{escape(mode)}</th>" for mode in modes) + "</tr>",
+    ]
+    for family in sorted({cell.family for cell in report.family_modes}):
+        row = [f"<tr><td>{escape(family)}</td>"]
+        for mode in modes:
+            cell = report.family_mode(family, mode)
+            row.append(
+                "<td></td>"
+                if cell is None
+                else f'<td class="{cell.status}" title="{escape(" | ".join(cell.reasons), quote=True)}">'
+                f"{escape(cell.summary)}</td>"
+            )
+        parts.append("".join(row) + "</tr>")
+    parts.append("</table>")
+    reasons = [
+        f"<li>{escape(f'{c.family} x {c.mode}: {r}')}</li>" for c in report.family_modes for r in c.reasons
+    ]
+    if reasons:
+        parts += ["<ul>", *reasons, "</ul>"]
+    return parts
+
+
 def render_html(report: RunReport, images: Mapping[str, bytes]) -> str:
     """The report as one HTML document; `images` maps a title to PNG bytes."""
     run = report.run
@@ -49,6 +76,7 @@ def render_html(report: RunReport, images: Mapping[str, bytes]) -> str:
         f"<li>command: <code>{escape(run.command_line or '')}</code></li>",
         f"<li>versions: {escape(versions)}</li>",
         "</ul>",
+        *_family_modes(report),
         "<h2>Compatibility</h2>",
         "<table><tr><th>model</th>"
         + "".join(f"<th>{escape(mode)} / {escape(hardware)}</th>" for mode, hardware in report.columns)

@@ -33,9 +33,21 @@ def render_markdown(report: RunReport, images: Mapping[str, str] | None = None) 
         f"- command: `{run.command_line or ''}`",
         f"- versions: {versions}",
         "",
-        "## Compatibility",
+        "## Families x modes",
         "",
     ]
+    modes = report.modes
+    families = sorted({cell.family for cell in report.family_modes})
+    lines.append("| family | " + " | ".join(modes) + " |")
+    lines.append("|---" * (len(modes) + 1) + "|")
+    for family in families:
+        verdicts = [report.family_mode(family, mode) for mode in modes]
+        lines.append(f"| {_md(family)} | " + " | ".join(_md(v.summary if v else "") for v in verdicts) + " |")
+    reasons = [(c, reason) for c in report.family_modes for reason in c.reasons]
+    if reasons:
+        lines.append("")
+        lines += [f"- {_md(c.family)} x {_md(c.mode)}: {_md(reason)}" for c, reason in reasons]
+    lines += ["", "## Compatibility", ""]
     columns = report.columns
     lines.append("| model | " + " | ".join(f"{mode} / {hardware}" for mode, hardware in columns) + " |")
     lines.append("|---" * (len(columns) + 1) + "|")

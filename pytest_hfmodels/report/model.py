@@ -29,6 +29,7 @@ class RunInfo:
 class MatrixCell:
     model_id: str
     model_key: str | None
+    family: str | None  #: from the models table; None for a model stored without one
     mode: str
     hardware: str
     status: str  #: pass | fail | skip
@@ -38,6 +39,30 @@ class MatrixCell:
     error_class: str | None
     error_message: str | None
     suggested_fix: str | None
+
+
+@dataclass(frozen=True)
+class FamilyModeCell:
+    """A family x mode verdict of one run, over its models and devices (one failing case fails it)."""
+
+    family: str
+    mode: str
+    passed: int  #: cases
+    failed: int
+    skipped: int
+    #: why cases failed or were skipped, each distinct text once ("<status>: <class>: <message>")
+    reasons: tuple[str, ...]
+
+    @property
+    def status(self) -> str:
+        return "fail" if self.failed else "pass" if self.passed else "skip"
+
+    @property
+    def summary(self) -> str:
+        """'pass 12', 'fail 1, pass 11', 'skip 3', ...: the status first, then the other counts."""
+        counts = {"fail": self.failed, "pass": self.passed, "skip": self.skipped}
+        order = [self.status, *(name for name in counts if name != self.status)]
+        return ", ".join(f"{name} {counts[name]}" for name in order if counts[name])
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,36 @@ class RunReport:
 
     def cell(self, model_id: str, mode: str, hardware: str) -> MatrixCell | None:
         return self._cells_by_key.get((model_id, mode, hardware))
+
+    @cached_property
+    def family_modes(self) -> tuple[FamilyModeCell, ...]:
+        """Every family x mode the run has cases of, sorted; a model without a family is its own."""
+        groups: dict[tuple[str, str], list[MatrixCell]] = {}
+        for cell in self.cells:
+            groups.setdefault((cell.family or cell.model_key or cell.model_id, cell.mode), []).append(cell)
+        return tuple(
+            FamilyModeCell(
+                family,
+                mode,
+                sum(c.passed for c in cells),
+                sum(c.failed for c in cells),
+                sum(c.skipped for c in cells),
+                tuple(dict.fromkeys(_reason(c) for c in cells if c.status != "pass" and c.error_message)),
+            )
+            for (family, mode), cells in sorted(groups.items())
+        )
+
+    @property
+    def modes(self) -> list[str]:
+        return sorted({cell.mode for cell in self.cells})
+
+    def family_mode(self, family: str, mode: str) -> FamilyModeCell | None:
+        return next((c for c in self.family_modes if (c.family, c.mode) == (family, mode)), None)
+
+
+def _reason(cell: MatrixCell) -> str:
+    what = f"{cell.error_class}: " if cell.error_class and cell.status == "fail" else ""
+    return f"{cell.status}: {what}{cell.error_message}"
 
 
 #: the performance table's columns, the same in every report format

@@ -54,8 +54,9 @@ def load_run_report(db_path: Path, run_id: int | None = None) -> RunReport:
         if run is None:
             raise ResultsError(f"{db_path}: no run {run_id}")
         cells = con.execute(
-            f"""SELECT {_select(MatrixCell)} FROM run_compatibility WHERE run_id = ?
-                ORDER BY model_id, mode, hardware""",
+            f"""SELECT {_select(MatrixCell, "c.", {"family": "m.family", "model_key": "c.model_key"})}
+                FROM run_compatibility c LEFT JOIN models m USING (model_id) WHERE c.run_id = ?
+                ORDER BY c.model_id, c.mode, c.hardware""",
             [run_id],
         ).fetchall()
         columns = _select(PerformanceRow, "p.", {"model_key": "m.model_key", "device_name": "hp.device_name"})

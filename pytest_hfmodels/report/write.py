@@ -19,7 +19,8 @@ from pytest_hfmodels.report.queries import load_run_report
 
 
 def compatibility_json(report: RunReport) -> dict[str, Any]:
-    """hardware_compatibility_matrix.json: per model (not family), per mode and device, the verdict."""
+    """hardware_compatibility_matrix.json: per model, per mode and device, the verdict; and per
+    family and mode, the case counts and why cases were skipped or failed."""
     models: dict[str, Any] = {}
     for cell in sorted(report.cells, key=lambda c: (c.model_id, c.mode, c.hardware)):
         entry = models.setdefault(cell.model_id, {"model_key": cell.model_key, "modes": {}})
@@ -31,11 +32,21 @@ def compatibility_json(report: RunReport) -> dict[str, Any]:
             "error_class": cell.error_class,
             "suggested_fix": cell.suggested_fix,
         }
+    families: dict[str, Any] = {}
+    for family_mode in report.family_modes:
+        families.setdefault(family_mode.family, {})[family_mode.mode] = {
+            "status": family_mode.status,
+            "passed": family_mode.passed,
+            "failed": family_mode.failed,
+            "skipped": family_mode.skipped,
+            "reasons": list(family_mode.reasons),
+        }
     return {
         "run_id": report.run.run_id,
         "started_at": report.run.started_at.isoformat(),
         "host": report.run.host,
         "models": models,
+        "families": families,
     }
 
 

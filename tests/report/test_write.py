@@ -6,6 +6,7 @@ work of its baseline, so the comparison flags it however fast this machine is.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import statistics
@@ -253,3 +254,56 @@ def test_an_empty_database_has_no_latest_run(tmp_path: Path) -> None:
     open_database(empty).close()
     with pytest.raises(ResultsError, match=r"empty\.duckdb: no runs stored yet"):
         load_run_report(empty)
+
+
+def test_families_x_modes_with_skip_reasons_in_every_format(tmp_path: Path) -> None:
+    db = tmp_path / "results.duckdb"
+    skip_reason = (
+        "mode 'pipeline' needs torchvision, which fails at import: operator torchvision::nms does not exist"
+    )
+
+    def row(model: str, family: str, mode: str, status: str, message: str | None = None) -> ResultRow:
+        return results_helpers.make_row(
+            f"{model}-{mode}-cpu",
+            model=f"org/{model}",
+            family=family,
+            mode=mode,
+            status=status,
+            error_class="ModelConversionError" if status == "fail" else None,
+            error_message=message,
+        )
+
+    store(
+        db,
+        [
+            row("bert-a", "bert", "pipeline", "pass"),
+            row("bert-b", "bert", "pipeline", "pass"),
+            row("bert-a", "bert", "onnxruntime", "fail", "no valid ONNX export"),
+            row("sam-tiny", "sam", "from_pretrained", "pass"),
+            row("sam-tiny", "sam", "pipeline", "skip", skip_reason),
+        ],
+    )
+    report = load_run_report(db)
+    assert [(c.family, c.mode, c.summary) for c in report.family_modes] == [
+        ("bert", "onnxruntime", "fail 1"),
+        ("bert", "pipeline", "pass 2"),
+        ("sam", "from_pretrained", "pass 1"),
+        ("sam", "pipeline", "skip 1"),
+    ]
+    markdown = render_markdown(report)
+    assert "| family | from_pretrained | onnxruntime | pipeline |" in markdown
+    assert "| bert |  | fail 1 | pass 2 |" in markdown and "| sam | pass 1 |  | skip 1 |" in markdown
+    assert f"- sam x pipeline: skip: {skip_reason}" in markdown
+    assert "- bert x onnxruntime: fail: ModelConversionError: no valid ONNX export" in markdown
+    (html_path,) = (p for p in write_report(db, tmp_path / "html", fmt="html") if p.suffix == ".html")
+    page = html_path.read_text()
+    assert '<td class="skip" title="skip: mode' in page
+    assert html.escape(f"sam x pipeline: skip: {skip_reason}") in page
+    families = compatibility_json(report)["families"]
+    assert families["sam"]["pipeline"] == {
+        "status": "skip",
+        "passed": 0,
+        "failed": 0,
+        "skipped": 1,
+        "reasons": [f"skip: {skip_reason}"],
+    }
