@@ -71,6 +71,21 @@ class DependencyMissingError(HFModelsError):
         self.needed_for = needed_for
 
 
+class DependencyImportError(DependencyMissingError):
+    """A Python package a mode or model needs does not import here: absent, or installed and failing
+    (a torchvision built for another torch: "operator torchvision::nms does not exist"). Skipped as a
+    missing package is, the message naming the import error rather than saying it is not installed."""
+
+    def __init__(self, package: str, needed_for: str, error: str) -> None:
+        # Not the base's __init__: its message says the package is not installed.
+        Exception.__init__(
+            self, f"{needed_for} needs the Python package {package!r}, which does not import: {error}"
+        )
+        self.package = package
+        self.needed_for = needed_for
+        self.error = error
+
+
 class CaseFailedError(HFModelsError):
     """A generated case failed; the message starts with its failure class, the real cause is chained."""
 

@@ -60,6 +60,9 @@ class ResultRow:
     family: str
     task: str
     source: str
+    #: random (tiny and random sources, Hub models under --hf-weights random) | pretrained;
+    #: None in a row recorded before rows said (a journal of an older version)
+    weights: str | None
     model_type: str | None
     architecture: str
     mode: str
@@ -81,4 +84,5 @@ class ResultRow:
     def from_dict(cls, data: dict[str, Any]) -> ResultRow:
         fields = dict(data)
         fields["measurement"] = Measurement(**fields.get("measurement", {}))
+        fields.setdefault("weights", None)
         return cls(**fields)

@@ -30,6 +30,9 @@ SAMPLE_SOUND_LABELS = ("a dog barking", "a car horn", "rain")
 SAMPLE_VIDEO_LABELS = ("playing sports", "eating spaghetti", "going shopping")
 #: frames per video where the model's config does not say
 DEFAULT_VIDEO_FRAMES = 8
+#: point prompts per image a promptable segmentation model (SAM) is given in every mode, each asking
+#: for one object's masks: more than one, so a prompt axis broadcast from 1 cannot pass the checks
+SAMPLE_POINT_PROMPTS = 2
 # Rows differ in content and length, so batched validation exercises padding and attention masks.
 VARIED_TEXTS = (
     "Paris is the capital of France. The quick brown fox jumps over the lazy dog. "
@@ -59,6 +62,11 @@ TOKENIZER_CORPUS = (
 #: modality with text and images is image-prompt (LLaVA, LLaVA-NeXT): one image per row, its prompt
 #: holding the image's tokens.
 CONTRASTIVE = ("text-image", "text-audio", "text-video")
+#: images with point prompts (SAM): per image, `point_prompts` prompts of `points_per_prompt` points
+POINT_PROMPTED = "image-points"
+#: modalities whose inputs only the model's processor makes: it expands the image token (image-prompt)
+#: or scales the points to the resized image (image-points)
+NEEDS_PROCESSOR = ("image-prompt", POINT_PROMPTED)
 
 
 def ensure_pad_token(tokenizer: Any) -> None:
@@ -116,6 +124,10 @@ def image_size(config: Any) -> tuple[int, int]:
     return int(size), int(size)
 
 
+#: InputShape fields added after specs had been made; `as_json` leaves them out while unset
+_ADDED_LATER = ("texts", "point_prompts", "points_per_prompt")
+
+
 @dataclass(frozen=True)
 class InputShape:
     """Sizes of the variable axes of one set of sample inputs."""
@@ -129,10 +141,14 @@ class InputShape:
     #: contrastive models: the texts every image or sound is scored against (the runners' labels);
     #: None: `batch + 1` texts, so the two batch axes never share a size and each keeps its own name
     texts: tuple[str, ...] | None = None
+    #: promptable segmentation (SAM): point prompts per image, each asking for one object's masks
+    point_prompts: int | None = None
+    points_per_prompt: int | None = None  #: points of each prompt (SAM)
 
     def as_json(self) -> dict[str, Any]:
-        """asdict without `texts` while it is unset: shapes of the specs made before it keep their JSON."""
-        return {k: v for k, v in asdict(self).items() if k != "texts" or v is not None}
+        """asdict without the fields added later while they are unset: shapes of the specs made
+        before them keep their JSON, and so their conversions' cache keys."""
+        return {k: v for k, v in asdict(self).items() if k not in _ADDED_LATER or v is not None}
 
 
 @dataclass(frozen=True)
@@ -142,7 +158,9 @@ class Preprocessors:
     tokenizer: Any = None
     image_processor: Any = None
     feature_extractor: Any = None
-    processor: Any = None  #: the AutoProcessor of image-prompt models (it expands the image token)
+    #: the AutoProcessor of image-prompt models (it expands the image token) and of point-prompted
+    #: ones (it scales the points to the resized image)
+    processor: Any = None
 
 
 def sample_images(config: Any, batch: int) -> list[Any]:
@@ -155,6 +173,28 @@ def sample_videos(config: Any, batch: int) -> list[list[Any]]:
     """`batch` different videos of the frame count and size the model's config names."""
     height, width = image_size(config)
     return [sample_video(video_frames(config), height, width, seed=i) for i in range(batch)]
+
+
+def sample_points(config: Any, batch: int, prompts: int, points: int) -> list[Any]:
+    """Seeded point prompts in pixel coordinates of the images `sample_images` makes: per image,
+    `prompts` prompts of `points` (x, y) points each, as nested lists (what SAM's processor takes)."""
+    import numpy as np
+
+    height, width = image_size(config)
+    xy = np.random.default_rng(0).integers(0, (width, height), size=(batch, prompts, points, 2))
+    listed: list[Any] = xy.tolist()
+    return listed
+
+
+def prompted_images(processor: Any, config: Any, shape: InputShape, return_tensors: str) -> dict[str, Any]:
+    """pixel_values and input_points (batch, point_prompts, points_per_prompt, 2) of `shape.batch`
+    images with their point prompts, through the model's processor, which scales the points to the
+    resized image. The image sizes it also returns are for post-processing, not the model."""
+    points = sample_points(config, shape.batch, shape.point_prompts or 1, shape.points_per_prompt or 1)
+    made = processor(
+        images=sample_images(config, shape.batch), input_points=points, return_tensors=return_tensors
+    )
+    return {"pixel_values": made["pixel_values"], "input_points": made["input_points"]}
 
 
 def text_of_tokens(tokens: int) -> str:
@@ -181,7 +221,8 @@ def random_pixels(channels: int, height: int, width: int, batch: int = 1, seed: 
 def sample_shape(modality: str, batch_size: int, input_size: int | None) -> InputShape:
     """The inputs' shape and texts: those the PyTorch modes give the same model, so modes are timed on
     equal inputs. Contrastive models score `batch_size` images, sounds or videos against the sample labels;
-    image-prompt models get one image and the sample question per row."""
+    image-prompt models get one image and the sample question per row; point-prompted models one image
+    and SAMPLE_POINT_PROMPTS prompts of one point per row."""
     shape = InputShape(batch_size, input_size, DECODER_LENGTH, SAMPLE_TEXT)
     if modality == "text-image":
         return replace(shape, text=None, texts=SAMPLE_LABELS)
@@ -191,6 +232,8 @@ def sample_shape(modality: str, batch_size: int, input_size: int | None) -> Inpu
         return replace(shape, text=None, texts=SAMPLE_VIDEO_LABELS)
     if modality == "image-prompt":
         return replace(shape, text=SAMPLE_IMAGE_QUESTION)
+    if modality == POINT_PROMPTED:
+        return replace(shape, point_prompts=SAMPLE_POINT_PROMPTS, points_per_prompt=1)
     return shape
 
 
@@ -223,6 +266,9 @@ def model_inputs(
         made.update(extractor(clips, sampling_rate=rate, return_tensors="np"))
     elif modality == "image-prompt":
         made.update(_image_prompts(pre, config, shape, label))
+    elif modality == POINT_PROMPTED:
+        processor = _need(pre.processor, "processor", label, modality)
+        made.update(prompted_images(processor, config, shape, "np"))
     if "decoder_input_ids" in names:
         tokenizer = _need(pre.tokenizer, "tokenizer", label, modality)
         made["decoder_input_ids"] = _decoder_ids(tokenizer, config, shape)

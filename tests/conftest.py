@@ -63,10 +63,10 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     (a module torch registers operators from cannot be imported a second time).
     """
     from pytest_hfmodels.registry.loader import load_registries
-    from pytest_hfmodels.sources.tiny import tiny_model_dir
+    from pytest_hfmodels.sources.tiny import built_model_dir
 
     root = tmp_path_factory.mktemp("tiny-models")
-    return {e.key: tiny_model_dir(e, root) for e in load_registries([]).entries if e.source == "tiny"}
+    return {e.key: built_model_dir(e, root) for e in load_registries([]).entries if e.source == "tiny"}
 
 
 @pytest.fixture(scope="session")

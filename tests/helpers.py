@@ -3,6 +3,7 @@ plugin that dumps the result rows a pytester run reports."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ BUILTIN_FAMILIES = frozenset(
         "llava",
         "llava_next",
         "qwen2",
+        "sam",
         "t5",
         "vit",
         "wav2vec2",
@@ -31,6 +33,17 @@ BUILTIN_FAMILIES = frozenset(
 )
 #: one input shape instead of the default sweep, for tests about something else than the sweep
 ONE_SHAPE = ("--hf-batch-sizes=1", "--hf-seq-lengths=32", "--hf-audio-seconds=1")
+
+
+def torchvision_import_error() -> str | None:
+    """How importing torchvision fails here, as the pipeline runner names it (type and first line);
+    None where it imports. The mask-generation pipeline needs it; PyPI's builds for some torch
+    releases fail as they load ("operator torchvision::nms does not exist")."""
+    try:
+        importlib.import_module("torchvision")
+    except Exception as exc:
+        return f"{type(exc).__name__}: {next(iter(str(exc).strip().splitlines()), '')}"
+    return None
 
 
 def pytest_argv(*args: str) -> list[str]:

@@ -37,6 +37,7 @@ def make_row(
         family="bert",
         task="fill-mask",
         source="tiny",
+        weights="random",
         model_type="bert",
         architecture="BertForMaskedLM",
         mode=mode,

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_hfmodels.errors import (
     CaseFailedError,
+    DependencyImportError,
     DependencyMissingError,
     HFModelsError,
     NumericalMismatchError,
@@ -24,6 +25,7 @@ from pytest_hfmodels.runners.checks import check_finite, check_shape
     [
         RegistryError("f.yaml:3", "unknown field", model="m", field="colour"),
         DependencyMissingError("PIL", "model 'vit-tiny'"),
+        DependencyImportError("torchvision", "mode 'pipeline'", "RuntimeError: operator torchvision::nms"),
         CaseFailedError("[other] x: boom"),
     ],
 )

@@ -21,6 +21,13 @@ class Case:
     hardware: str  #: device label (cpu, cuda, cuda1, ov-gpu, ...)
     batch_size: int = 1
     input_size: int | None = None  #: tokens (text) or seconds (audio); None: the sample's own
+    #: --hf-weights random on a Hub entry: its configuration runs with seeded random weights
+    random_weights: bool = False
+
+    @property
+    def weights(self) -> str:
+        """What the case's model weights are: random or pretrained."""
+        return "random" if self.random_weights else self.entry.weights
 
     @property
     def id(self) -> str:
@@ -67,8 +74,9 @@ def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware
             f"selected model (registry field 'modes'; {allowed})"
         )
     mode_order = {mode: i for i, mode in enumerate(settings.modes)}
+    random = settings.weights == "random"  # for Hub models: a package or local folder keeps its own
     cases = [
-        Case(entry, mode, label, batch, size)
+        Case(entry, mode, label, batch, size, random_weights=random and entry.source == "hub")
         for entry in entries
         for mode in settings.modes
         if entry.runs_in(mode)

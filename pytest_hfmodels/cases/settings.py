@@ -14,8 +14,9 @@ from typing import Any
 
 from pytest_hfmodels.cases.hardware import parse_hardware_list
 from pytest_hfmodels.errors import OptionError
+from pytest_hfmodels.registry.model import SET_NAMES, WEIGHTS
 
-MODEL_SETS = ("small", "key", "all", "custom")
+MODEL_SETS = (*SET_NAMES, "all", "custom")
 # The input sweep every case is measured over unless the options narrow it: the batch sizes and
 # text lengths serving usually sees, and a short and a longer utterance. Images come at the size
 # the model's processor makes them.
@@ -68,6 +69,8 @@ class Settings:
     db_lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S  #: wait this long for a locked database, then spill
     #: rehash every cached file before use (default: sizes always, hashes where an mtime moved)
     verify_cache: bool = False
+    #: pretrained | random: random runs every Hub model's configuration with seeded random weights
+    weights: str = "pretrained"
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -99,6 +102,9 @@ def build_settings(
     model_set = getoption("hf_set") or getini("hf_set") or "small"
     if model_set not in MODEL_SETS:
         raise OptionError(f"hf_set: {model_set!r} is not one of {', '.join(MODEL_SETS)}")
+    weights = getoption("hf_weights") or getini("hf_weights") or "pretrained"
+    if weights not in WEIGHTS:
+        raise OptionError(f"hf_weights: {weights!r} is not one of {', '.join(WEIGHTS)}")
     known = tuple(known_modes)
     # By default every mode a family allows runs: a family's `modes:` narrows it (expand), as the
     # plugin's design names OpenVINO and onnxruntime beside pipeline and from_pretrained.
@@ -162,6 +168,7 @@ def build_settings(
         offline=offline,
         list_models=bool(getoption("hf_list_models")),
         verify_cache=bool(getoption("hf_verify_cache")) or _truthy(getini("hf_verify_cache")),
+        weights=weights,
         suite_requested=selection_given,
         models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
         pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),

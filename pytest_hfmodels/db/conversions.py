@@ -185,7 +185,9 @@ def conversions_of(rows: Iterable[ResultRow]) -> tuple[list[OnnxConversion], Cou
     uses: Counter[tuple[str, str]] = Counter()
     for row in rows:
         local = row.measurement.onnx_local_path
-        if not local or row.status != "pass":
+        # A Hub model's config run with random weights (--hf-weights random) shares the model's
+        # id, but its export is not a conversion of that model.
+        if not local or row.status != "pass" or (row.source == "hub" and row.weights == "random"):
             continue
         path = Path(local)
         if local not in found:

@@ -4,7 +4,9 @@ Version 1 is the first layout: models, hardware, runs, per-case compatibility an
 Version 2 adds ONNX tracking (conversion registry, ONNX columns on performance rows) and the
 views and macros that answer "what runs where" and "is this model converted". Version 3 adds the
 CPU threads each runtime used and the audio length of audio cases. Version 4 says whether a
-case's model came loaded from an earlier case (its load_time_s is then that load's).
+case's model came loaded from an earlier case (its load_time_s is then that load's). Version 5
+marks runs stored from the journal of a killed session. Version 6 says whether a measured
+model's weights were pretrained or seeded random.
 Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
 """
 
@@ -192,6 +194,18 @@ SCHEMA_V5: tuple[str, ...] = (
     "ALTER TABLE test_runs ADD COLUMN interrupted BOOLEAN DEFAULT false",
 )
 
+SCHEMA_V6: tuple[str, ...] = (
+    # A random-weight model of a real model's size times like its pretrained twin and shares its
+    # configuration: without this column the two rows read the same.
+    "ALTER TABLE performance_results ADD COLUMN weights VARCHAR",  # random | pretrained
+    # What a row stored before this version had: only the tiny source's weights were random then.
+    # Also fills rows a journal or spill file of an older version brings.
+    """CREATE MACRO weights_of_source(for_source) AS
+        CASE WHEN for_source = 'tiny' THEN 'random' WHEN for_source IS NOT NULL THEN 'pretrained' END""",
+    """UPDATE performance_results p SET weights = weights_of_source(
+           (SELECT m.source FROM models m WHERE m.model_id = p.model_id))""",
+)
+
 #: statements that bring a database from version N-1 to N, by N
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: SCHEMA_V1,
@@ -199,6 +213,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: SCHEMA_V3,
     4: SCHEMA_V4,
     5: SCHEMA_V5,
+    6: SCHEMA_V6,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -271,7 +271,8 @@ def _insert_performance(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     measured = " OR ".join(f"{column} IS NOT NULL" for column in _MEASURED_COLUMNS)
     con.execute(
         f"""INSERT INTO performance_results BY NAME
-            SELECT ? AS run_id, case_id, model_id, hardware_key, hardware, mode, batch_size,
+            SELECT ? AS run_id, case_id, model_id, hardware_key, hardware, mode,
+                   coalesce(weights, weights_of_source(source)) AS weights, batch_size,
                    sequence_length, audio_seconds, precision, latency_mean_ms, latency_p50_ms,
                    latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s,
                    peak_memory_mb,

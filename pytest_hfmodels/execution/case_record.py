@@ -151,6 +151,7 @@ class CaseRecord:
             family=entry.family,
             task=entry.task,
             source=entry.source,
+            weights=self.case.weights,
             model_type=self.model_type,
             architecture=entry.architecture,
             mode=self.case.mode,

@@ -96,6 +96,8 @@ def hf_runner(
         loaded, reused = hf_session.runners.get(hf_case, hf_session.hardware, hf_model_files)
     except HardwareUnavailableError as exc:  # the device exists, but this runtime build cannot use it
         pytest.skip(str(exc))
+    except DependencyMissingError as exc:  # a package the runner imports only for some tasks
+        pytest.skip(str(exc))
     runner = loaded.runner
     hf_record.measured(load_time_s=loaded.load_time_s, model_reused=reused)
     hf_record.parameters = _parameter_count(runner)

@@ -24,6 +24,7 @@ from pytest_hfmodels.cases.settings import (
 )
 from pytest_hfmodels.errors import OptionError
 from pytest_hfmodels.modes import MODES
+from pytest_hfmodels.registry.model import WEIGHTS
 
 
 def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
@@ -47,7 +48,11 @@ def add_options(parser: pytest.Parser) -> None:
     # What to test
     add("--hf-family", action="append", metavar="NAME", help="families to test (repeatable, comma lists)")
     add("--hf-model", action="append", metavar="KEY", help="model keys to test (repeatable, comma lists)")
-    add("--hf-set", choices=MODEL_SETS, help="model set: small (default), key, all or custom")
+    add(
+        "--hf-set",
+        choices=MODEL_SETS,
+        help="model set: small (default), medium (random weights at a real size), key, all or custom",
+    )
     add("--hf-models-file", metavar="PATH", help="the custom set: JSON/YAML {key: {name, family, ...}}")
     add(
         "--hf-mode",
@@ -67,6 +72,12 @@ def add_options(parser: pytest.Parser) -> None:
     add("--hf-registry", action="append", metavar="DIR", help="extra registry folder (repeatable)")
     add("--hf-cache-dir", metavar="DIR", help="cache for tiny models and conversions")
     add("--hf-offline", action="store_true", help="never reach the Hub: the HF cache answers")
+    add(
+        "--hf-weights",
+        choices=WEIGHTS,
+        help="pretrained (default), or random: each Hub model's config.json with seeded random "
+        "weights and its family's tiny tokenizer, built once into the cache",
+    )
     add(
         "--hf-verify-cache",
         action="store_true",
@@ -116,12 +127,13 @@ def add_options(parser: pytest.Parser) -> None:
     ini = parser.addini
     ini("hf_families", "default families to test", type="args", default=[])
     ini("hf_models", "default model keys to test", type="args", default=[])
-    ini("hf_set", "default model set (small, key, all)", default="")
+    ini("hf_set", "default model set (small, medium, key, all)", default="")
     ini("hf_modes", "default modes, comma list", default="")
     ini("hf_hardware", "default devices, comma list", default="")
     ini("hf_registry_dirs", "extra registry folders, relative to the rootdir", type="args", default=[])
     ini("hf_cache_dir", "cache for tiny models and conversions", default="")
     ini("hf_offline", "never reach the Hub (true/false)", default="false")
+    ini("hf_weights", "pretrained or random (Hub models' configs with random weights)", default="")
     ini("hf_verify_cache", "rehash every cached file before use (true/false)", default="false")
     ini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
     ini("hf_seq_lengths", "text lengths in tokens to measure, comma list", default="")

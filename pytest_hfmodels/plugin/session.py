@@ -81,10 +81,10 @@ class PluginSession:
     def model_files(self, case: Case) -> ModelFiles:
         key = case.entry.key
         if key not in self._files:
-            self._files[key] = self._resolve(case.entry)
+            self._files[key] = self._resolve(case.entry, case.random_weights)
         return self._files[key]
 
-    def _resolve(self, entry: ModelEntry) -> ModelFiles:
+    def _resolve(self, entry: ModelEntry, random_weights: bool) -> ModelFiles:
         """The model's files; once the Hub was found dead, only what the HF cache holds, at once."""
         down = self.hub_outage.reason() if entry.source == "hub" else None
         try:
@@ -93,6 +93,8 @@ class PluginSession:
                 self.cache_root,
                 self.settings.offline or down is not None,
                 full_check=self.settings.verify_cache,
+                random_weights=random_weights,
+                registry_entries=self.registry.entries,
             )
         except ModelUnavailableError:
             if down is None:

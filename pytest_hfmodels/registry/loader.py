@@ -18,6 +18,7 @@ import yaml
 from pytest_hfmodels.errors import RegistryError
 from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.registry.model import (
+    BUILT_SOURCES,
     MODALITIES,
     PADDING_SIDES,
     SET_NAMES,
@@ -50,6 +51,7 @@ _MODEL_FIELDS = {
     "sets",
     "description",
     "tiny",
+    "random",
     "tolerances",
     "dependencies",
     "package",
@@ -58,7 +60,8 @@ _MODEL_FIELDS = {
     "expect",
     "modes",
 }
-_TINY_FIELDS = {
+#: the fields of a `tiny` or `random` section
+_BUILD_FIELDS = {
     "model_type",
     "config",
     "tokenizer",
@@ -284,9 +287,14 @@ class _Parser:
         sets = doc.get("sets", [])
         if not isinstance(sets, list) or not all(s in SET_NAMES for s in sets):
             raise self.error((*trail, "sets"), f"must be a list drawn from {', '.join(SET_NAMES)}", key)
-        tiny = self.tiny(doc.get("tiny"), (*trail, "tiny"), key) if "tiny" in doc else None
-        if source == "tiny" and tiny is None:
-            raise self.error(trail, "source 'tiny' needs a 'tiny' section", key)
+        built = {
+            name: self.build_section(doc[name], (*trail, name), key) for name in BUILT_SOURCES if name in doc
+        }
+        if source in BUILT_SOURCES and source not in built:
+            raise self.error(trail, f"source {source!r} needs a {source!r} section", key)
+        if "random" in built and source != "random":
+            # A full-size configuration under another source would be read by nothing.
+            raise self.error((*trail, "random"), "a 'random' section needs source 'random'", key)
         if source in ("hub", "local") and "id" not in doc:
             raise self.error(trail, f"source {source!r} needs an 'id'", key)
         if source == "package" and ("package" not in doc or "id" not in doc):
@@ -302,7 +310,7 @@ class _Parser:
             family=family,
             task=self.string(doc.get("task", defaults.task), (*trail, "task"), key),
             modality=defaults.modality,
-            id=self.string(doc.get("id", f"tiny/{key}"), (*trail, "id"), key),
+            id=self.string(doc.get("id", f"{source}/{key}"), (*trail, "id"), key),
             source=source,
             architecture=arch,
             sets=tuple(sets),
@@ -315,7 +323,8 @@ class _Parser:
             revision=doc.get("revision"),
             package=doc.get("package"),
             package_path=doc.get("package_path"),
-            tiny=tiny,
+            tiny=built.get("tiny"),
+            random=built.get("random"),
             expect=MappingProxyType(expect),
             modes=self.modes(doc["modes"], (*trail, "modes"), key) if "modes" in doc else defaults.modes,
         )
@@ -349,8 +358,9 @@ class _Parser:
             numbers[name] = float(raw)
         return dataclasses.replace(default, **numbers)
 
-    def tiny(self, value: Any, trail: tuple[str, ...], model: str) -> TinySpec:
-        doc = self.mapping(value, trail, _TINY_FIELDS, model)
+    def build_section(self, value: Any, trail: tuple[str, ...], model: str) -> TinySpec:
+        """A `tiny` or `random` section: one shape, a tiny or a real model's configuration."""
+        doc = self.mapping(value, trail, _BUILD_FIELDS, model)
         config = doc.get("config", {})
         if not isinstance(config, dict):
             raise self.error((*trail, "config"), "must be a mapping of config overrides", model)

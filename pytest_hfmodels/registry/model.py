@@ -1,4 +1,4 @@
-"""What a registry entry is: frozen values for a model, its tiny build and its tolerances."""
+"""What a registry entry is: frozen values for a model, its random-weight build and its tolerances."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-SOURCES = ("hub", "tiny", "local", "package")
+SOURCES = ("hub", "tiny", "random", "local", "package")
+#: the sources built offline with seeded random weights from a registry section named like the source
+BUILT_SOURCES = ("tiny", "random")
+#: what a model's weights are: trained (hub, package, local) or seeded random (built, or a Hub model
+#: under --hf-weights random)
+WEIGHTS = ("pretrained", "random")
 MODALITIES = ("text", "vision", "audio", "multimodal")
-SET_NAMES = ("small", "key")
+#: small: a tiny model per family; medium: a random-weight model per family at its smallest key
+#: model's size; key: the real models
+SET_NAMES = ("small", "medium", "key")
 TOKENIZER_KINDS = ("wordpiece", "byte-bpe", "unigram", "characters")
 PADDING_SIDES = ("right", "left")
 
@@ -51,10 +58,14 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Everything needed to build a tiny random model offline."""
+    """Everything needed to build a model with seeded random weights offline: a tiny one (a `tiny`
+    section), or one of a real model's size (a `random` section, or a Hub model's config.json
+    under --hf-weights random) that keeps a tiny tokenizer."""
 
     model_type: str  #: config.json model_type, passed to AutoConfig.for_model
-    config: Mapping[str, Any]  #: config overrides (the tiny shape)
+    #: config values: a tiny shape's overrides, or a real model's configuration; "$token" strings
+    #: resolve to the tokenizer's ids
+    config: Mapping[str, Any]
     tokenizer: TokenizerSpec | None
     image_processor: ComponentSpec | None
     feature_extractor: ComponentSpec | None
@@ -73,8 +84,8 @@ class ModelEntry:
     family: str
     task: str  #: transformers pipeline task
     modality: str
-    id: str  #: hub repo id, local path, or tiny/<key>
-    source: str  #: hub | tiny | local | package
+    id: str  #: hub repo id, local path, or <source>/<key> (tiny, random)
+    source: str  #: hub | tiny | random | local | package
     architecture: str  #: transformers model class for from_pretrained
     sets: tuple[str, ...]
     description: str
@@ -84,7 +95,8 @@ class ModelEntry:
     revision: str | None = None
     package: str | None = None  #: importable package shipping the model (source: package)
     package_path: str | None = None  #: folder inside that package holding config.json
-    tiny: TinySpec | None = None
+    tiny: TinySpec | None = None  #: the `tiny` section (source: tiny)
+    random: TinySpec | None = None  #: the `random` section (source: random)
     expect: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: the modes the entry can run in, where the registry narrows them (transformers has no
     #: pipeline for its task, say); None: every mode
@@ -92,6 +104,16 @@ class ModelEntry:
 
     def runs_in(self, mode: str) -> bool:
         return self.modes is None or mode in self.modes
+
+    @property
+    def build_spec(self) -> TinySpec | None:
+        """The section a built source is made from (None for the other sources)."""
+        return {"tiny": self.tiny, "random": self.random}.get(self.source)
+
+    @property
+    def weights(self) -> str:
+        """random for a built source, else pretrained (what --hf-weights random may replace)."""
+        return "random" if self.source in BUILT_SOURCES else "pretrained"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,26 @@ def check_detections(
             raise CheckFailed(f"object-detection: box {box} is not inside the {width}x{height} image")
 
 
+def check_masks(generated: Mapping[str, Any], width: int, height: int) -> None:
+    """mask-generation on one image: at least one mask, each a boolean mask of the image's size,
+    and one finite score per mask."""
+    masks = list(generated.get("masks") or [])
+    scores = [float(s) for s in generated.get("scores", [])]  # a tensor, maybe on the device
+    if not masks:
+        raise CheckFailed("mask-generation: no masks with every threshold at 0")
+    if len(scores) != len(masks):
+        raise CheckFailed(f"mask-generation: {len(scores)} scores for {len(masks)} masks")
+    for mask in masks:
+        array = np.asarray(mask)
+        if array.shape != (height, width) or array.dtype != np.bool_:
+            raise CheckFailed(
+                f"mask-generation: a mask of shape {array.shape} and dtype {array.dtype}, "
+                f"expected a boolean ({height}, {width}) mask of the {width}x{height} image"
+            )
+    if not np.isfinite(scores).all():
+        raise CheckFailed(f"mask-generation: non-finite scores {scores}")
+
+
 def check_zero_shot(task: str, predictions: Sequence[Mapping[str, Any]], candidates: Sequence[str]) -> None:
     """Every candidate label once, scores a distribution over them, highest first."""
     labels = [p["label"] for p in predictions]

@@ -15,6 +15,7 @@ from pytest_hfmodels.runners.devices import precision_name, torch_device
 from pytest_hfmodels.runners.threads import limit_torch_threads
 from pytest_hfmodels.samples import (
     DECODER_LENGTH,
+    POINT_PROMPTED,
     SAMPLE_IMAGE_QUESTION,
     SAMPLE_LABELS,
     SAMPLE_SOUND_LABELS,
@@ -22,8 +23,10 @@ from pytest_hfmodels.samples import (
     SAMPLE_VIDEO_LABELS,
     ensure_pad_token,
     image_size,
+    prompted_images,
     sample_audio,
     sample_images,
+    sample_shape,
     sample_videos,
     text_of_tokens,
 )
@@ -61,9 +64,10 @@ class FromPretrainedRunner:
             "vision": transformers.AutoImageProcessor,
             "audio": transformers.AutoFeatureExtractor,
         }
-        self.preprocessor = loaders.get(self.entry.modality, transformers.AutoProcessor).from_pretrained(
-            model_dir
-        )
+        loader = loaders.get(self.entry.modality, transformers.AutoProcessor)
+        if self.entry.task == "mask-generation":
+            loader = transformers.AutoProcessor  # it scales the point prompts to the resized image
+        self.preprocessor = loader.from_pretrained(model_dir)
         if self.entry.modality == "text":
             ensure_pad_token(self.preprocessor)
 
@@ -81,6 +85,12 @@ class FromPretrainedRunner:
             )
         elif self.entry.modality == "text":
             encoded = dict(self.preprocessor([SAMPLE_TEXT] * batch_size, return_tensors="pt", padding=True))
+        elif self.entry.task == "mask-generation":  # images with point prompts, as the exported modes get
+            encoded = prompted_images(
+                self.preprocessor, config, sample_shape(POINT_PROMPTED, batch_size, None), "pt"
+            )
+            # The processor gives float64 points (MPS has no float64); the model computes in float32.
+            encoded["input_points"] = encoded["input_points"].float()
         elif self.entry.modality == "vision":
             images = sample_images(config, batch_size)
             encoded = dict(self.preprocessor(images=images, return_tensors="pt"))
@@ -176,7 +186,15 @@ class FromPretrainedRunner:
         else:
             length = None
         shapes: dict[str, tuple[int | None, ...]] = {}
-        if contrastive:  # one score per image (sound, video) and text
+        if "input_points" in inputs:
+            # Promptable segmentation (SAM): candidate masks per prompt and their predicted IoU; the
+            # mask decoder upscales the image embedding's grid 4x (two stride-2 transposed convolutions).
+            prompts = inputs["input_points"].shape[1]
+            masks = config.mask_decoder_config.num_multimask_outputs
+            side = 4 * config.prompt_encoder_config.image_embedding_size
+            shapes["iou_scores"] = (batch, prompts, masks)
+            shapes["pred_masks"] = (batch, prompts, masks, side, side)
+        elif contrastive:  # one score per image (sound, video) and text
             texts = inputs["input_ids"].shape[0]
             shapes[contrastive] = (batch, texts)
             shapes["logits_per_text"] = (texts, batch)

@@ -6,11 +6,12 @@ tokenizer and `generate`, which is what the pipeline did.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 from pytest_hfmodels.cases.hardware import Device
-from pytest_hfmodels.errors import CheckFailed
+from pytest_hfmodels.errors import CheckFailed, DependencyImportError
 from pytest_hfmodels.model_folder import transformers_class
 from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.runners import checks
@@ -35,6 +36,19 @@ _ZERO_SHOT_LABELS = {
     "zero-shot-audio-classification": SAMPLE_SOUND_LABELS,
 }
 _TOP_K = 3
+#: tasks whose pipeline takes the sample images alone
+_IMAGE_TASKS = (
+    "image-classification",
+    "object-detection",
+    "zero-shot-image-classification",
+    "mask-generation",
+)
+#: packages a task's pipeline imports only when it post-processes, after the model has run:
+#: mask-generation's non-maximum suppression is torchvision's
+_TASK_PACKAGES = {"mask-generation": ("torchvision",)}
+#: mask-generation prompts a grid of this many points a side (the pipeline's default, 32, gives 1024
+#: points an image: 16 mask decoder runs and thousands of masks to post-process for each image)
+_MASK_GRID_SIDE = 8
 
 
 class PipelineRunner:
@@ -53,6 +67,8 @@ class PipelineRunner:
     def load(self, model_dir: Path) -> None:
         import transformers
 
+        for package in _TASK_PACKAGES.get(self.entry.task, ()):
+            _import_for(package, f"mode 'pipeline' of task {self.entry.task!r}")
         self.threads_used = limit_torch_threads(self.threads)
         transformers.logging.disable_progress_bar()
         if self.entry.task == "text2text-generation":
@@ -80,7 +96,7 @@ class PipelineRunner:
             similarity = self.entry.expect.get("similarity")
             sentences = list(similarity["sentences"]) if similarity else [SAMPLE_TEXT]
             return [sentences[i % len(sentences)] for i in range(batch_size)]
-        if task in ("image-classification", "object-detection", "zero-shot-image-classification"):
+        if task in _IMAGE_TASKS:
             return sample_images(self.pipe.model.config, batch_size)
         if task == "image-text-to-text":
             prompt = f"{self.pipe.processor.image_token} {SAMPLE_IMAGE_QUESTION}"
@@ -125,6 +141,18 @@ class PipelineRunner:
         if task == "object-detection":
             # Every query's box, whatever its score: the checks look at all of them.
             return self.pipe(inputs, threshold=0.0, **batch)
+        if task == "mask-generation":
+            # Every mask, whatever its predicted IoU and stability: a random tiny model's are low, and
+            # the checks look at all of them. Each image is one batch of the grid's points: the
+            # pipeline cannot batch images (its forward post-processes one image, and fails unpacking
+            # the image sizes of more), so without batch_size they run one after another.
+            return self.pipe(
+                inputs,
+                points_per_crop=_MASK_GRID_SIDE,
+                points_per_batch=_MASK_GRID_SIDE**2,
+                pred_iou_thresh=0.0,
+                stability_score_thresh=0.0,
+            )
         if task == "automatic-speech-recognition":
             # Some transformers releases pop "raw" from the dicts they are given: pass copies, so
             # the same inputs can be timed again.
@@ -162,6 +190,11 @@ class PipelineRunner:
         elif task == "object-detection":
             for image, detections in zip(inputs, _per_input(outputs, len(inputs)), strict=True):
                 checks.check_detections(detections, self.pipe.model.config.id2label, *image.size)
+        elif task == "mask-generation":  # one dict an image, not unwrapped for a single image
+            results = [outputs] if isinstance(outputs, dict) else outputs
+            checks.check_count(task, len(results), len(inputs))
+            for image, generated in zip(inputs, results, strict=True):
+                checks.check_masks(generated, *image.size)
         elif task == "automatic-speech-recognition":
             for transcription in outputs:
                 checks.check_transcription(transcription)
@@ -199,6 +232,15 @@ class PipelineRunner:
 
     def close(self) -> None:
         self.pipe = self.model = self.tokenizer = None
+
+
+def _import_for(package: str, needed_for: str) -> None:
+    """Import `package` now, so that a case that cannot post-process skips before it runs."""
+    try:
+        importlib.import_module(package)
+    except Exception as exc:  # absent, or failing as it loads (compiled for another torch, say)
+        first_line = next(iter(str(exc).strip().splitlines()), "")
+        raise DependencyImportError(package, needed_for, f"{type(exc).__name__}: {first_line}") from exc
 
 
 def _per_input(outputs: Any, count: int) -> list[Any]:

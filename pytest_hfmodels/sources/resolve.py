@@ -1,15 +1,18 @@
-"""Where a model's files come from: a tiny build, a Python package, a local folder or the Hub."""
+"""Where a model's files come from: a random-weight build (tiny, random, or a Hub model's config
+under --hf-weights random), a Python package, a local folder or the Hub."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_hfmodels.errors import DependencyMissingError, ModelSourceError, ModelUnavailableError
 from pytest_hfmodels.model_folder import read_config
-from pytest_hfmodels.registry.model import ModelEntry
-from pytest_hfmodels.sources.tiny import tiny_model_dir
+from pytest_hfmodels.registry.model import BUILT_SOURCES, ModelEntry
+from pytest_hfmodels.sources.random_weights import hub_random_model_dir
+from pytest_hfmodels.sources.tiny import built_model_dir
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,25 @@ HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken")
 
 
 def resolve_model_files(
-    entry: ModelEntry, cache_root: Path, offline: bool, *, full_check: bool = False
+    entry: ModelEntry,
+    cache_root: Path,
+    offline: bool,
+    *,
+    full_check: bool = False,
+    random_weights: bool = False,
+    registry_entries: Iterable[ModelEntry] = (),
 ) -> ModelFiles:
-    """`full_check`: rehash a cached tiny model's files before use (a damaged one is rebuilt)."""
-    if entry.source == "tiny":
-        path = tiny_model_dir(entry, cache_root, full_check=full_check)
+    """`full_check`: rehash a cached built model's files before use (a damaged one is rebuilt).
+    `random_weights` (--hf-weights random, Hub entries only): the entry's config.json with random
+    weights and the tokenizer of a tiny or random entry of its family among `registry_entries`."""
+    if random_weights and entry.source != "hub":
+        raise ModelSourceError(
+            f"model {entry.key!r}: --hf-weights random replaces only a Hub model's weights"
+        )
+    if entry.source in BUILT_SOURCES:
+        path = built_model_dir(entry, cache_root, full_check=full_check)
+    elif random_weights:
+        path = hub_random_model_dir(entry, registry_entries, cache_root, offline, full_check=full_check)
     elif entry.source == "package":
         path = _package_dir(entry)
     elif entry.source == "local":

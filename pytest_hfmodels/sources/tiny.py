@@ -1,8 +1,11 @@
-"""Tiny random models built offline from a registry's `tiny` section.
+"""Models with seeded random weights, built offline from a registry's `tiny` or `random` section.
 
 The weights are seeded random; the tokenizer is trained on a small built-in corpus so that the
 real `transformers.pipeline` runs end to end (tokenise, forward, decode). Everything a family
-needs is data in its registry file: adding a family needs no code here.
+needs is data in its registry file: adding a family needs no code here. A tiny model's
+vocabulary is its tokenizer's; a `random` model has a real model's configuration, vocabulary
+size included, and the same small tokenizer, whose ids then use only the first rows of the
+embeddings.
 """
 
 from __future__ import annotations
@@ -19,47 +22,80 @@ from pytest_hfmodels.model_folder import transformers_class
 from pytest_hfmodels.registry.model import ModelEntry, TinySpec, TokenizerSpec
 from pytest_hfmodels.samples import TOKENIZER_CORPUS
 
-#: bump when the way a tiny model is built changes, so old cache entries are not reused
+#: bump when the way a model is built changes, so old cache entries are not reused
 BUILDER_VERSION = 2
 
 
-def tiny_model_dir(entry: ModelEntry, cache_root: Path, *, full_check: bool = False) -> Path:
-    """Build (once per machine) and return the folder of `entry`'s tiny model.
+def built_model_dir(entry: ModelEntry, cache_root: Path, *, full_check: bool = False) -> Path:
+    """Build (once per machine) and return the folder of a `tiny` or `random` entry's model.
 
     Its files are checked against the entry's manifest on every use (`full_check`: every hash),
     and rebuilt when damaged."""
-    spec = entry.tiny
+    spec = entry.build_spec
     if spec is None:
         raise ModelSourceError(
-            f"model {entry.key!r} ({entry.registry_file}): no 'tiny' section to build from"
+            f"model {entry.key!r} ({entry.registry_file}): no {entry.source!r} section to build from"
         )
+    details = {"model": entry.key, "architecture": entry.architecture, "registry_file": entry.registry_file}
+    return cached_build(
+        entry.source,
+        entry.key,
+        entry.architecture,
+        spec,
+        cache_root,
+        details,
+        what=f"model {entry.key!r} ({entry.registry_file})",
+        full_check=full_check,
+    )
+
+
+def cached_build(
+    kind: str,
+    name: str,
+    architecture: str,
+    spec: TinySpec,
+    cache_root: Path,
+    details: Mapping[str, Any],
+    *,
+    what: str,
+    full_check: bool = False,
+) -> Path:
+    """The cache entry `<cache_root>/<kind>/<name>-<key of spec>`, built once with `build_random_model`.
+
+    `kind` is tiny (the vocabulary is the tokenizer's unless the spec sets one) or random (the
+    spec's configuration is a real model's: its vocabulary size stays); `what` names the model
+    in errors."""
     import tokenizers
     import transformers
 
     key = content_key(
         BUILDER_VERSION,
-        entry.architecture,
+        architecture,
         _spec_as_json(spec),
         transformers.__version__,
         tokenizers.__version__,
     )
 
     def build(staging: Path) -> dict[str, Any]:
-        build_tiny_model(entry.architecture, spec, staging)
-        return {"model": entry.key, "architecture": entry.architecture, "registry_file": entry.registry_file}
+        build_random_model(architecture, spec, staging, vocab_from_tokenizer=kind == "tiny")
+        return dict(details)
 
     try:
-        return build_once(cache_root, "tiny", f"{entry.key}-{key}", build, full_check=full_check).path
-    except ModelSourceError:
-        raise
+        return build_once(cache_root, kind, f"{name}-{key}", build, full_check=full_check).path
+    except ModelSourceError as exc:
+        raise ModelSourceError(f"{what}: {exc}") from exc
     except Exception as exc:
-        raise ModelSourceError(
-            f"model {entry.key!r} ({entry.registry_file}): tiny build failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ModelSourceError(f"{what}: {kind} build failed: {type(exc).__name__}: {exc}") from exc
 
 
-def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
-    """Write config, seeded random weights, tokenizer/processor files into `out`."""
+def build_random_model(
+    architecture: str, spec: TinySpec, out: Path, *, vocab_from_tokenizer: bool = True
+) -> None:
+    """Write config, seeded random weights, tokenizer/processor files into `out`.
+
+    `vocab_from_tokenizer`: a config without a vocab_size gets the tokenizer's (a tiny model);
+    otherwise the config's (or its model type's default) is kept. Either way the tokenizer may
+    not have more tokens than the vocabulary: its ids would index past the embeddings."""
     import torch
     import transformers
 
@@ -70,9 +106,15 @@ def build_tiny_model(architecture: str, spec: TinySpec, out: Path) -> None:
         else {}
     )
     overrides = _resolve_tokens(dict(spec.config), token_ids)
-    if tokenizer is not None:
+    if tokenizer is not None and vocab_from_tokenizer:
         overrides.setdefault("vocab_size", len(tokenizer))
     config = transformers.AutoConfig.for_model(spec.model_type, **overrides)
+    if tokenizer is not None:
+        vocab = getattr(config.get_text_config(), "vocab_size", None)
+        if isinstance(vocab, int) and len(tokenizer) > vocab:
+            raise ModelSourceError(
+                f"the tokenizer has {len(tokenizer)} tokens, more than the config's vocab_size {vocab}"
+            )
     model_class = transformers_class(architecture)
     torch.manual_seed(spec.seed)
     model = model_class(config)

@@ -18,7 +18,7 @@ from pytest_hfmodels.cli import cache_cmd
 from pytest_hfmodels.convert.onnx.cached import export_onnx
 from pytest_hfmodels.errors import OptionError
 from pytest_hfmodels.registry.loader import load_registries
-from pytest_hfmodels.sources.tiny import tiny_model_dir
+from pytest_hfmodels.sources.tiny import built_model_dir
 
 DAY = 86400.0
 
@@ -28,7 +28,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache root with one tiny model and two conversions of it, built once for the module."""
     root = tmp_path_factory.mktemp("template") / "cache"
     entry = next(e for e in load_registries([]).entries if e.key == "bert-tiny")
-    folder = tiny_model_dir(entry, root)
+    folder = built_model_dir(entry, root)
     export_onnx(folder, root, exporter="legacy")
     export_onnx(folder, root, exporter="legacy", opset=17)
     return root

@@ -16,15 +16,16 @@ import duckdb
 import pytest
 
 from pytest_hfmodels import cli
-from pytest_hfmodels.db.conversions import OnnxConversion, record_conversion, record_onnx_use
+from pytest_hfmodels.cache.manifest import write_manifest
+from pytest_hfmodels.db.conversions import OnnxConversion, conversions_of, record_conversion, record_onnx_use
 from pytest_hfmodels.db.environment import RunEnvironment
 from pytest_hfmodels.db.ingest import ingest_spill
 from pytest_hfmodels.db.merge import merge_databases
-from pytest_hfmodels.db.schema import SCHEMA_V1, SCHEMA_VERSION, stored_version
-from pytest_hfmodels.db.spill import pending_spills
+from pytest_hfmodels.db.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, stored_version
+from pytest_hfmodels.db.spill import pending_spills, read_spill, rows_table, write_spill
 from pytest_hfmodels.db.store import open_database, store_run, write_run
 from pytest_hfmodels.errors import ResultsError
-from pytest_hfmodels.results import Measurement
+from pytest_hfmodels.results import Measurement, ResultRow
 from tests.results_helpers import hold_database, make_row, release
 
 HARDWARE = [
@@ -93,6 +94,74 @@ def test_a_v1_database_is_upgraded_and_keeps_its_rows(db: Path) -> None:
     upgraded.close()
     # The next run continues the sequence after the old run.
     assert write_run(db, environment(), [make_row("c2")]) == 2
+
+
+def test_a_v5_database_gets_the_weights_of_its_rows_from_their_source(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    for version in range(1, 6):
+        for statement in MIGRATIONS[version]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (?, now()::TIMESTAMP)", [version])
+    con.execute("INSERT INTO test_runs (run_uid, started_at, success) VALUES ('old', now()::TIMESTAMP, true)")
+    con.execute(
+        "INSERT INTO models (model_id, source) VALUES ('tiny/bert-tiny', 'tiny'), ('org/bert', 'hub')"
+    )
+    for case, model in (("c1", "tiny/bert-tiny"), ("c2", "org/bert")):
+        con.execute(
+            "INSERT INTO performance_results (run_id, case_id, model_id, hardware_key, hardware, mode, "
+            "latency_p50_ms) VALUES (1, ?, ?, 'cpu|', 'cpu', 'pipeline', 1.0)",
+            [case, model],
+        )
+    con.close()
+
+    upgraded = open_database(db)
+    assert stored_version(upgraded) == SCHEMA_VERSION
+    weights = upgraded.execute("SELECT case_id, weights FROM performance_results ORDER BY case_id").fetchall()
+    assert weights == [("c1", "random"), ("c2", "pretrained")]
+    upgraded.close()
+
+
+def test_rows_store_their_weights_and_an_old_spill_file_gets_them_from_the_source(
+    db: Path, tmp_path: Path
+) -> None:
+    measured = Measurement(latency_p50_ms=2.0)
+    rows = [
+        make_row("hub-random", model="org/bert", source="hub", weights="random", measurement=measured),
+        make_row("hub", model="org/bert", source="hub", weights="pretrained", measurement=measured),
+    ]
+    write_run(db, environment(), rows)
+    stored = "SELECT weights FROM performance_results WHERE case_id = ?"
+    assert (count(db, stored, ["hub-random"]), count(db, stored, ["hub"])) == ("random", "pretrained")
+
+    # A spill file written before rows had weights: its rows are ingested with their source's.
+    old_rows = [
+        make_row("old-tiny", measurement=measured),
+        make_row("old-hub", source="hub", measurement=measured),
+    ]
+    table = rows_table(old_rows).drop_columns(["weights"])
+    spill = write_spill(tmp_path / "spills", table, kind="run", environment=environment())
+    # A journal's row from before rows had weights reads as not known, until stored.
+    journal_row = {k: v for k, v in old_rows[0].to_dict().items() if k != "weights"}
+    assert ResultRow.from_dict(journal_row).weights is None
+    assert read_spill(spill).table.column("weights").null_count == 2
+    ingest_spill(db, [spill])
+    assert (count(db, stored, ["old-tiny"]), count(db, stored, ["old-hub"])) == ("random", "pretrained")
+
+
+def test_an_export_of_a_hub_config_with_random_weights_is_not_that_models_conversion(tmp_path: Path) -> None:
+    folder = tmp_path / "onnx" / "bert-0123"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")
+    write_manifest(folder, "onnx", folder.name, {"seconds": 1.0, "opset": 18, "exporter": "dynamo"})
+    exported = Measurement(latency_p50_ms=1.0, onnx_local_path=str(folder / "model.onnx"))
+    rows = [
+        make_row(f"{weights}-case", model="org/bert", source="hub", weights=weights, measurement=exported)
+        for weights in ("random", "pretrained")
+    ]
+    conversions, uses = conversions_of(rows)
+    assert [c.model_id for c in conversions] == ["org/bert"] and uses == {("org/bert", "model.onnx"): 1}
 
 
 def test_a_failed_migration_changes_nothing(db: Path) -> None:

@@ -37,6 +37,7 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
     result = pytester.runpytest(
         "--hf-family",
         "gpt2,vit",
+        "--hf-mode=pipeline,from_pretrained",  # the PyTorch modes: the ONNX ones are timed alike
         "--hf-rounds",
         "5",
         "--hf-min-time",
@@ -73,7 +74,16 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
 
 def test_verify_only_under_xdist_stores_no_timings(pytester: pytest.Pytester) -> None:
     rows_file, plugin = dump_rows(pytester)
-    result = pytester.runpytest("--hf-family", "gpt2", "--hf-verify-only", "-n", "2", *ONE_SHAPE, *plugin)
+    result = pytester.runpytest(
+        "--hf-family",
+        "gpt2",
+        "--hf-mode=pipeline,from_pretrained",
+        "--hf-verify-only",
+        "-n",
+        "2",
+        *ONE_SHAPE,
+        *plugin,
+    )
     result.assert_outcomes(passed=2)
     for row in read_rows(rows_file):
         assert row["status"] == "pass" and row["measurement"]["latency_p50_ms"] is None
@@ -106,6 +116,7 @@ def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> No
     result = pytester.runpytest(
         "--hf-model",
         "gpt2-tiny",
+        "--hf-mode=pipeline,from_pretrained",
         "--hf-batch-sizes",
         "1,2",
         "--hf-seq-lengths=32",

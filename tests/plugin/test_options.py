@@ -6,15 +6,16 @@ import pytest
 
 from tests.helpers import DATA, ONE_SHAPE
 
+#: every mode by default, in the modes' order, per model; text lengths where a mode sets them
 SMALL_TINY_IDS = [
-    "all-minilm-l6-v2-pipeline-cpu",
-    "all-minilm-l6-v2-from_pretrained-cpu-s32",
-    "bert-tiny-pipeline-cpu",
-    "bert-tiny-from_pretrained-cpu-s32",
-    "distilbert-tiny-pipeline-cpu",
-    "distilbert-tiny-from_pretrained-cpu-s32",
-    "roberta-tiny-pipeline-cpu",
-    "roberta-tiny-from_pretrained-cpu-s32",
+    case
+    for key in ("all-minilm-l6-v2", "bert-tiny", "distilbert-tiny", "roberta-tiny")
+    for case in (
+        f"{key}-pipeline-cpu",
+        f"{key}-from_pretrained-cpu-s32",
+        f"{key}-onnxruntime-cpu-s32",
+        f"{key}-openvino-cpu-s32",
+    )
 ]
 
 
@@ -63,6 +64,24 @@ def test_key_set_selects_the_real_hub_models(pytester: pytest.Pytester) -> None:
     assert not any("tiny-pipeline" in i and i.startswith(("bert-tiny", "gpt2-tiny")) for i in ids)
 
 
+def test_medium_set_selects_the_random_weight_models(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        "--hf-set",
+        "medium",
+        "--hf-family",
+        "bert,vit",
+        "--hf-mode",
+        "from_pretrained",
+        *ONE_SHAPE,
+        "--collect-only",
+        "-q",
+    )
+    assert collected_ids(result) == [
+        "bert-base-random-from_pretrained-cpu-s32",
+        "vit-base-random-from_pretrained-cpu",
+    ]
+
+
 def test_ini_twins_set_the_defaults(pytester: pytest.Pytester) -> None:
     pytester.makeini(
         f"[pytest]\nhf_families = gpt2\nhf_modes = pipeline\nhf_batch_sizes = 1\n"
@@ -92,6 +111,8 @@ def test_keyword_selection_works_on_ids(pytester: pytest.Pytester) -> None:
         (["--hf-family", "bert", "--hf-mode", "telepathy"], "--hf-mode: unknown mode 'telepathy'"),
         (["--hf-hardware", "tpu"], "unknown device 'tpu'"),
         (["--cpu-only", "--all-hardware"], "exclude each other"),
+        (["--hf-family", "bert", "--hf-weights", "trained"], "--hf-weights: invalid choice: 'trained'"),
+        (["--hf-family", "bert", "-o", "hf_weights=trained"], "hf_weights: 'trained' is not one of"),
     ],
 )
 def test_bad_input_is_a_usage_error_naming_it(
@@ -104,14 +125,22 @@ def test_bad_input_is_a_usage_error_naming_it(
 
 def test_absent_device_skips_naming_it(pytester: pytest.Pytester) -> None:
     # mps exists only on Apple silicon; this suite runs on Linux.
-    result = pytester.runpytest("--hf-model", "bert-tiny", "--hf-hardware", "cpu,mps", *ONE_SHAPE, "-rs")
+    result = pytester.runpytest(
+        "--hf-model",
+        "bert-tiny",
+        "--hf-mode=pipeline,from_pretrained",
+        "--hf-hardware",
+        "cpu,mps",
+        *ONE_SHAPE,
+        "-rs",
+    )
     result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines(["*device 'mps' is not present on this machine*"])
 
 
 def test_hub_model_offline_and_not_cached_is_skipped(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--hf-model", "bert-base-uncased", "--hf-offline", *ONE_SHAPE, "-rs")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=4)  # every mode
     result.stdout.fnmatch_lines(["*bert-base-uncased*offline and not in the Hugging Face cache*"])
 
 
@@ -138,8 +167,12 @@ def test_custom_set_from_the_original_tools_file_format(pytester: pytest.Pyteste
     assert collected_ids(result) == [
         "my-bert-pipeline-cpu",
         "my-bert-from_pretrained-cpu-s32",
+        "my-bert-onnxruntime-cpu-s32",
+        "my-bert-openvino-cpu-s32",
         "my-vit-pipeline-cpu",
         "my-vit-from_pretrained-cpu",
+        "my-vit-onnxruntime-cpu",
+        "my-vit-openvino-cpu",
     ]
 
 

@@ -42,8 +42,9 @@ def test_model(request, mode, batch):
     status = {"pipeline": "pass", "onnxruntime": "fail", "openvino": "skip"}[mode]
     row = ResultRow(
         nodeid=request.node.nodeid, case_id=f"bert-tiny-{mode}-cpu-b{batch}", model_key="bert-tiny",
-        model_id="org/bert-tiny", family="bert", task="fill-mask", source="tiny", model_type="bert",
-        architecture="BertForMaskedLM", mode=mode, hardware="cpu", device_name=None, status=status,
+        model_id="org/bert-tiny", family="bert", task="fill-mask", source="tiny", weights="random",
+        model_type="bert", architecture="BertForMaskedLM", mode=mode, hardware="cpu", device_name=None,
+        status=status,
         error_class="RuntimeError" if status == "fail" else None,
         error_message="failed with hf_abcdefghijklmnop" if status == "fail" else None,
         suggested_fix=None, duration_s=0.0, worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),

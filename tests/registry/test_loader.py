@@ -102,6 +102,16 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
         ("source: hub\n    id: x/y\n    modes: []", "modes", "must be a non-empty list drawn from"),
         ("source: hub\n    id: x/y\n    modes: from_pretrained", "modes", "must be a non-empty list"),
         ("source: hub\n    id: x/y\n    modes: [pipeline, pipeline]", "modes", "lists a mode twice"),
+        ("source: random", None, "source 'random' needs a 'random' section"),
+        ("source: hub\n    id: x/y\n    random: {model_type: bert}", "random", "needs source 'random'"),
+        (
+            "source: random\n    random: {model_type: bert, config: [768]}",
+            "random.config",
+            "must be a mapping",
+        ),
+        ("source: random\n    random: {model_type: bert, weights: 1}", "random.weights", "unknown field"),
+        ("source: random\n    random: {config: {}}", "random.model_type", "must be a non-empty string"),
+        ("source: random\n    sets: [large]", "sets", "small, medium, key"),
     ],
 )
 def test_field_errors(tmp_path: Path, snippet: str, field: str | None, problem: str) -> None:
@@ -147,6 +157,27 @@ def test_family_modes_error_names_file_line_and_field(tmp_path: Path) -> None:
         load_registry_file(path)
     assert f"{path}:5" in str(info.value)
     assert "field 'modes'" in str(info.value) and "'tflite' is not a mode" in str(info.value)
+
+
+def test_random_section_errors_name_file_line_model_and_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "family: f\ntask: t\nmodality: text\narchitecture: A\nmodels:\n  m1:\n    source: random\n"
+        "    random:\n      model_type: bert\n      tokenizer: {kind: wordpiece, vocab_size: many}\n",
+    )
+    with pytest.raises(RegistryError) as info:
+        load_registry_file(path)
+    assert f"{path}:10: model 'm1': field 'random.tokenizer.vocab_size'" in str(info.value)
+
+
+def test_the_medium_set_holds_one_random_entry_per_family() -> None:
+    medium = load_registries([]).select(model_set="medium")
+    families = [e.family for e in medium]
+    assert len(families) == len(set(families))
+    # llava_next has none: its smallest published configuration is 7B, 30 GB in fp32.
+    assert set(families) >= BUILTIN_FAMILIES - {"llava_next", "sam"}
+    assert all(e.source == "random" and e.random is not None and e.weights == "random" for e in medium)
+    assert all(e.id == f"random/{e.key}" and e.key.endswith("-random") for e in medium)
 
 
 def cpu_settings(modes: tuple[str, ...]) -> tuple[Settings, Hardware]:

@@ -21,7 +21,7 @@ from pytest_hfmodels.cache.store import CACHE_TAG, build_once, staging_folders
 from pytest_hfmodels.errors import CacheError
 from pytest_hfmodels.registry.loader import load_registries
 from pytest_hfmodels.registry.model import ModelEntry
-from pytest_hfmodels.sources.tiny import tiny_model_dir
+from pytest_hfmodels.sources.tiny import built_model_dir
 from tests.helpers import BERT_ONE_CASE, pytest_argv
 
 pytestmark = pytest.mark.slow  # builds real tiny models
@@ -72,7 +72,7 @@ def test_clean_refuses_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:
 def test_a_users_folder_as_cache_root_keeps_every_file_of_the_user(tmp_path: Path, bert: ModelEntry) -> None:
     root = tmp_path / "mine"
     files = users_folder(root)
-    built = tiny_model_dir(bert, root)  # the cache moves in beside the user's files, and tags the root
+    built = built_model_dir(bert, root)  # the cache moves in beside the user's files, and tags the root
     assert (root / CACHE_TAG).is_file() and read_manifest(built) is not None
     entries = list_entries(root)
     assert {e.path for e in entries if not e.foreign} == {built}
@@ -105,7 +105,7 @@ def test_the_session_end_clean_up_leaves_a_users_files_alone(tmp_path: Path) -> 
 def test_damaged_tiny_weights_are_found_on_use_and_rebuilt(
     tmp_path: Path, bert: ModelEntry, damage: str
 ) -> None:
-    folder = tiny_model_dir(bert, tmp_path)
+    folder = built_model_dir(bert, tmp_path)
     weights = folder / WEIGHTS
     original = weights.read_bytes()
     data = bytearray(original)
@@ -117,22 +117,22 @@ def test_damaged_tiny_weights_are_found_on_use_and_rebuilt(
     problems = next(r for r in verify_entries(tmp_path) if r.entry.path == folder).problems
     assert problems and problems[0].startswith(f"{WEIGHTS}: ")
 
-    again = tiny_model_dir(bert, tmp_path)
+    again = built_model_dir(bert, tmp_path)
     assert again == folder and weights.read_bytes() == original  # rebuilt, byte for byte
     assert all(r.ok for r in verify_entries(tmp_path))
 
 
 def test_a_flip_that_kept_size_and_mtime_is_found_by_the_full_check(tmp_path: Path, bert: ModelEntry) -> None:
-    folder = tiny_model_dir(bert, tmp_path)
+    folder = built_model_dir(bert, tmp_path)
     weights = folder / WEIGHTS
     original, stat = weights.read_bytes(), weights.stat()
     data = bytearray(original)
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as bit rot would leave it
-    tiny_model_dir(bert, tmp_path)  # the cheap check trusts size and mtime
+    built_model_dir(bert, tmp_path)  # the cheap check trusts size and mtime
     assert weights.read_bytes() != original
-    tiny_model_dir(bert, tmp_path, full_check=True)  # --hf-verify-cache rehashes
+    built_model_dir(bert, tmp_path, full_check=True)  # --hf-verify-cache rehashes
     assert weights.read_bytes() == original
 
 
@@ -140,7 +140,7 @@ def test_verify_cache_option_rebuilds_a_damaged_model_before_the_run(
     tmp_path: Path, bert: ModelEntry
 ) -> None:
     root = tmp_path / "cache"
-    folder = tiny_model_dir(bert, root)
+    folder = built_model_dir(bert, root)
     weights = folder / WEIGHTS
     original, stat = weights.read_bytes(), weights.stat()
     weights.write_bytes(original[:-8] + b"\x00" * 8)

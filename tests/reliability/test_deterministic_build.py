@@ -26,7 +26,7 @@ BUILD = """
 import hashlib, json, sys
 from pathlib import Path
 from pytest_hfmodels.registry.loader import load_registries
-from pytest_hfmodels.sources.tiny import build_tiny_model
+from pytest_hfmodels.sources.tiny import build_random_model
 
 root = Path(sys.argv[1])
 digests = {}
@@ -34,7 +34,7 @@ for entry in load_registries([]).entries:
     if entry.source == "tiny":
         out = root / entry.key
         out.mkdir(parents=True)
-        build_tiny_model(entry.architecture, entry.tiny, out)
+        build_random_model(entry.architecture, entry.tiny, out)
         digests[entry.key] = {
             str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(out.rglob("*")) if p.is_file()

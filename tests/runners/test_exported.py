@@ -18,7 +18,13 @@ from pytest_hfmodels.registry.loader import load_registries
 from pytest_hfmodels.registry.model import ModelEntry, Tolerances
 from pytest_hfmodels.runners import runner_class
 from pytest_hfmodels.runners.openvino import openvino_device
-from pytest_hfmodels.samples import SAMPLE_LABELS, SAMPLE_SOUND_LABELS, SAMPLE_VIDEO_LABELS
+from pytest_hfmodels.samples import (
+    SAMPLE_LABELS,
+    SAMPLE_POINT_PROMPTS,
+    SAMPLE_SOUND_LABELS,
+    SAMPLE_VIDEO_LABELS,
+    InputShape,
+)
 from pytest_hfmodels.sources.resolve import resolve_model_files
 from tests.helpers import ONE_SHAPE, dump_rows, read_rows
 
@@ -86,6 +92,39 @@ def test_text_with_image_or_sound_runner_matches_pytorch(mode: str, key: str, tm
                 3,
             )
         runner.check(inputs, outputs)
+        for name in outputs:  # each output is compared, not only the first
+            shifted = {**outputs, name: outputs[name] + 1e-2}
+            with pytest.raises(NumericalMismatchError, match=rf"{mode} on cpu \(fp32\) vs PyTorch fp32"):
+                runner.check(inputs, shifted)
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("mode", ["onnxruntime", "openvino"])
+def test_sam_export_serves_other_batches_and_prompts(mode: str, tmp_path: Path) -> None:
+    """Exported at one image with one prompt of one point, validated at 2 images with 3 prompts of 4
+    points: the case's batch and the runners' prompts are a third shape, and another is a fourth."""
+    entry, folder = entry_and_dir("sam-tiny")
+    runner = runner_class(mode)(entry, CPU)
+    runner.cache_root = tmp_path  # type: ignore[attr-defined]
+    runner.load(folder)
+    try:
+        onnx = runner.onnx  # type: ignore[attr-defined]
+        assert dict(onnx.export_shape) == {"pixel_values": (1, 3, 64, 64), "input_points": (1, 1, 1, 2)}
+        assert dict(onnx.validation_shape) == {"pixel_values": (2, 3, 64, 64), "input_points": (2, 3, 4, 2)}
+        assert onnx.max_abs_diff <= entry.tolerances.atol
+        inputs = runner.make_inputs(batch_size=3)
+        assert inputs["input_points"].shape == (3, SAMPLE_POINT_PROMPTS, 1, 2)
+        outputs = runner.infer(inputs)
+        # 3 candidate masks a prompt, at 4x the encoder's 8x8 grid (the registry's config).
+        assert outputs["iou_scores"].shape == (3, SAMPLE_POINT_PROMPTS, 3)
+        assert outputs["pred_masks"].shape == (3, SAMPLE_POINT_PROMPTS, 3, 32, 32)
+        runner.check(inputs, outputs)  # finite, and every output as PyTorch gives it
+        reference = runner.reference  # type: ignore[attr-defined]
+        other = reference.inputs(InputShape(4, point_prompts=5, points_per_prompt=2))
+        again = runner.infer(other)
+        assert again["pred_masks"].shape == (4, 5, 3, 32, 32)
+        runner.check(other, again)
         for name in outputs:  # each output is compared, not only the first
             shifted = {**outputs, name: outputs[name] + 1e-2}
             with pytest.raises(NumericalMismatchError, match=rf"{mode} on cpu \(fp32\) vs PyTorch fp32"):

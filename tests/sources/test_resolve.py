@@ -38,7 +38,15 @@ def test_hub_model_downloads_once_then_runs_offline_from_the_cache(
     hub_env.add_repo("test-org/gpt2-tiny", files)
     registries = pytester.mkdir("regs")
     (registries / "served.yaml").write_text(REGISTRY)
-    args = (f"--hf-registry={registries}", "--hf-family", "served", "--hf-verify-only", *ONE_SHAPE, "-rs")
+    args = (
+        f"--hf-registry={registries}",
+        "--hf-family",
+        "served",
+        "--hf-mode=pipeline,from_pretrained",
+        "--hf-verify-only",
+        *ONE_SHAPE,
+        "-rs",
+    )
 
     online = pytester.runpytest(*args)
     online.assert_outcomes(passed=2)

@@ -15,7 +15,7 @@ from pytest_hfmodels.convert.onnx.compare import compare_outputs
 from pytest_hfmodels.convert.onnx.specs import ExportSpec, load_preprocessors, model_class
 from pytest_hfmodels.convert.onnx.wrappers import WRAPPERS, named_outputs
 from pytest_hfmodels.errors import ModelConversionError
-from pytest_hfmodels.samples import InputShape, Preprocessors
+from pytest_hfmodels.samples import NEEDS_PROCESSOR, InputShape, Preprocessors
 
 #: how closely a wrapper must reproduce the model's own outputs: the same modules on the same inputs,
 #: so only a different order of float operations may separate them
@@ -60,8 +60,9 @@ def load_reference(model_dir: Path, spec: ExportSpec, config: Mapping[str, Any])
 
     transformers.logging.disable_progress_bar()
     model = model_class(model_dir, config).from_pretrained(model_dir, dtype=torch.float32).eval()
-    # Image-prompt models' processors expand the image token; other families need none.
-    pre = load_preprocessors(model_dir, with_processor=spec.modality == "image-prompt")
+    # Image-prompt models' processors expand the image token, point-prompted ones' scale the points;
+    # other families need none.
+    pre = load_preprocessors(model_dir, with_processor=spec.modality in NEEDS_PROCESSOR)
     sample = spec.sample_inputs(pre, model.config, spec.export_shape)
     with torch.inference_mode():
         returned = model(**{k: torch.from_numpy(v) for k, v in sample.items()}, **spec.forward_kwargs)

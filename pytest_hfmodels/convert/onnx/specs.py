@@ -8,7 +8,8 @@ processor produces. Sample inputs are always made by the model's own preprocesso
 Models that take text with images, sounds or videos in one call have specs of their own: contrastive
 dual encoders (CLIP, CLAP, X-CLIP) score every text against every image, sound or video, so their texts
 are a batch of their own; vision-language models (LLaVA, LLaVA-NeXT) take one prompt per image, holding
-that image's tokens.
+that image's tokens. Promptable segmentation models (SAM) take point prompts with their images, and
+return masks and their predicted quality, which no other family's spec keeps.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pytest_hfmodels.errors import ModelConversionError
 from pytest_hfmodels.model_folder import architecture_class
 from pytest_hfmodels.model_folder import read_config as read_model_config
 from pytest_hfmodels.samples import (
+    POINT_PROMPTED,
     VARIED_TEXTS,
     InputShape,
     Preprocessors,
@@ -60,7 +62,8 @@ class ExportSpec:
     """How to export one family to ONNX."""
 
     name: str  #: the family, or "derived-<model_type>"
-    #: text | vision | audio | text-image | text-audio | text-video | image-prompt: what makes the inputs
+    #: text | vision | audio | text-image | text-audio | text-video | image-prompt | image-points:
+    #: what makes the inputs
     modality: str
     inputs: tuple[str, ...]  #: graph input names, in forward order
     dynamic_axes: Mapping[str, Mapping[int, str]]  #: input name -> {axis: symbolic name}
@@ -213,6 +216,23 @@ SPECS: Mapping[str, ExportSpec] = MappingProxyType(
             validate_shape=InputShape(2, 56),
             wrapper="llava_next",
         ),
+        # SAM: images with point prompts give, per prompt, num_multimask_outputs candidate masks
+        # (iou_scores [batch, prompts, masks], pred_masks [batch, prompts, masks, h, w]). The batch,
+        # the prompts per image and the points per prompt all vary; input_labels is left out, as the
+        # model then takes every point as foreground. Validation's three sizes differ from one another
+        # so each output axis is named after the input axis it follows.
+        "sam": ExportSpec(
+            "sam",
+            POINT_PROMPTED,
+            ("pixel_values", "input_points"),
+            _axes(
+                pixel_values=_BATCH,
+                input_points={0: "batch", 1: "point_prompts", 2: "points_per_prompt"},
+            ),
+            outputs=("iou_scores", "pred_masks"),
+            export_shape=InputShape(1, point_prompts=1, points_per_prompt=1),
+            validate_shape=InputShape(2, point_prompts=3, points_per_prompt=4),
+        ),
     }
 )
 
@@ -245,7 +265,9 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 def load_preprocessors(model_dir: Path, with_processor: bool = False) -> Preprocessors:
     """Load the preprocessors whose files the folder holds; the files decide, not the model's name.
 
-    `with_processor`: also the AutoProcessor, where the folder has a processor_config.json.
+    `with_processor`: also the AutoProcessor, where the folder has a processor_config.json or its
+    preprocessor_config.json names a processor_class (folders saved before processor_config.json
+    existed, such as facebook/sam-vit-base).
     """
     import transformers
 
@@ -254,6 +276,7 @@ def load_preprocessors(model_dir: Path, with_processor: bool = False) -> Preproc
     if names & {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model"}:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
         ensure_pad_token(tokenizer)
+    data: dict[str, Any] = {}
     if "preprocessor_config.json" in names:
         data = json.loads((model_dir / "preprocessor_config.json").read_text(encoding="utf-8"))
         kind = str(data.get("image_processor_type") or data.get("feature_extractor_type") or "")
@@ -262,9 +285,9 @@ def load_preprocessors(model_dir: Path, with_processor: bool = False) -> Preproc
         else:
             feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(model_dir)
     processor = None
-    if with_processor and "processor_config.json" in names:
+    if with_processor and ("processor_config.json" in names or data.get("processor_class")):
         processor = transformers.AutoProcessor.from_pretrained(model_dir)
-        ensure_pad_token(processor.tokenizer)
+        ensure_pad_token(getattr(processor, "tokenizer", None))  # SAM's processor has none
     return Preprocessors(tokenizer, image_processor, feature_extractor, processor)
 
 

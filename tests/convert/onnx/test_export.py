@@ -64,6 +64,8 @@ EXPECTED = {
     "llava-tiny": (["input_ids", "attention_mask", "pixel_values"], ["logits"]),
     # LLaVA-NeXT: every image's tiles (a base view and two tiles at 32x32), and the images' sizes.
     "llava-next-tiny": (["input_ids", "attention_mask", "pixel_values", "image_sizes"], ["logits"]),
+    # Images with point prompts: per prompt, candidate masks and their predicted IoU.
+    "sam-tiny": (["pixel_values", "input_points"], ["iou_scores", "pred_masks"]),
     "whisper-tiny-random": (
         ["input_features", "decoder_input_ids", "decoder_attention_mask"],
         ["logits", "encoder_last_hidden_state"],
@@ -465,5 +467,6 @@ def test_spec_describes_itself_as_json() -> None:
     assert spec.fallback == "dynamo"
     # Fields added later appear only when set: the specs made before them keep their JSON and cache keys.
     assert "wrapper" not in data and "texts" not in data["export_shape"]
+    assert "point_prompts" not in data["export_shape"] and "points_per_prompt" not in data["validate_shape"]
     assert SPECS["llava"].as_json()["wrapper"] == "llava"
     assert InputShape(2, texts=("a", "b")).as_json()["texts"] == ("a", "b")
