@@ -142,7 +142,7 @@ class CaseRecord:
             failure = classify(error)
             error_class, error_message, suggested_fix = failure.name, failure.cause, failure.suggested_fix
         elif skip_reason is not None:
-            error_message = skip_reason
+            error_message = skip_reason.removeprefix("Skipped: ")  # pytest's prefix says what status says
         return ResultRow(
             nodeid=nodeid,
             case_id=self.case.id,

@@ -108,10 +108,7 @@ def render_html(report: RunReport, images: Mapping[str, bytes]) -> str:
         for c in problems:
             fix = f" Fix: {escape(c.suggested_fix)}" if c.suggested_fix else ""
             where = f"{model_label(c.model_id, c.model_key)} {c.mode} / {c.hardware}"
-            parts.append(
-                f"<li>{escape(where)}: {c.status}: {escape(c.error_class or '')}: "
-                f"{escape(c.error_message or '')}{fix}</li>"
-            )
+            parts.append(f"<li>{escape(where)}: {escape(c.reason)}{fix}</li>")
         parts.append("</ul>")
     for title, png in images.items():
         encoded = base64.b64encode(png).decode("ascii")

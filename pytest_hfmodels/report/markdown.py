@@ -78,8 +78,7 @@ def render_markdown(report: RunReport, images: Mapping[str, str] | None = None) 
         for c in problems:
             fix = f" Fix: {_md(c.suggested_fix)}" if c.suggested_fix else ""
             lines.append(
-                f"- {_md(model_label(c.model_id, c.model_key))} {c.mode} / {c.hardware}: {c.status}: "
-                f"{_md(c.error_class)}: {_md(c.error_message)}{fix}"
+                f"- {_md(model_label(c.model_id, c.model_key))} {c.mode} / {c.hardware}: {_md(c.reason)}{fix}"
             )
     for title, name in (images or {}).items():
         lines += ["", f"![{title}]({name})"]

@@ -40,6 +40,12 @@ class MatrixCell:
     error_message: str | None
     suggested_fix: str | None
 
+    @property
+    def reason(self) -> str:
+        """'<status>: <class>: <message>', the class where a case failed (a skip has none)."""
+        what = f"{self.error_class}: " if self.error_class and self.status == "fail" else ""
+        return f"{self.status}: {what}{self.error_message or ''}"
+
 
 @dataclass(frozen=True)
 class FamilyModeCell:
@@ -124,7 +130,7 @@ class RunReport:
                 sum(c.passed for c in cells),
                 sum(c.failed for c in cells),
                 sum(c.skipped for c in cells),
-                tuple(dict.fromkeys(_reason(c) for c in cells if c.status != "pass" and c.error_message)),
+                tuple(dict.fromkeys(c.reason for c in cells if c.status != "pass" and c.error_message)),
             )
             for (family, mode), cells in sorted(groups.items())
         )
@@ -135,11 +141,6 @@ class RunReport:
 
     def family_mode(self, family: str, mode: str) -> FamilyModeCell | None:
         return next((c for c in self.family_modes if (c.family, c.mode) == (family, mode)), None)
-
-
-def _reason(cell: MatrixCell) -> str:
-    what = f"{cell.error_class}: " if cell.error_class and cell.status == "fail" else ""
-    return f"{cell.status}: {what}{cell.error_message}"
 
 
 #: the performance table's columns, the same in every report format
