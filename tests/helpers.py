@@ -3,12 +3,17 @@ plugin that dumps the result rows a pytester run reports."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pytest_hfmodels.cases.hardware import Device, Hardware
+from pytest_hfmodels.cases.settings import Settings
 
 DATA = Path(__file__).parent / "data"
 #: the families model_registries/ holds, each with a tiny model in the small set
@@ -44,6 +49,29 @@ def torchvision_import_error() -> str | None:
     except Exception as exc:
         return f"{type(exc).__name__}: {next(iter(str(exc).strip().splitlines()), '')}"
     return None
+
+
+#: the one device of the selection tests: this machine's CPU
+CPU_ONLY = Hardware((Device(label="cpu", kind="cpu", name="test cpu"),))
+
+
+def cpu_settings(modes: tuple[str, ...], **fields: Any) -> Settings:
+    """Settings of an `all`-set selection on the CPU at one batch size; `fields` override."""
+    settings = Settings(
+        families=(),
+        models=(),
+        model_set="all",
+        modes=modes,
+        hardware="cpu",
+        hardware_list=(),
+        registry_dirs=(),
+        cache_dir=None,
+        offline=True,
+        list_models=False,
+        suite_requested=True,
+        batch_sizes=(1,),
+    )
+    return dataclasses.replace(settings, **fields)
 
 
 def pytest_argv(*args: str) -> list[str]:

@@ -8,28 +8,12 @@ import dataclasses
 import pytest
 
 from pytest_hfmodels.cases.expand import expand
-from pytest_hfmodels.cases.hardware import Device, Hardware
-from pytest_hfmodels.cases.settings import Settings
 from pytest_hfmodels.execution.case_record import CaseRecord
 from pytest_hfmodels.registry.loader import load_registries
+from tests.helpers import CPU_ONLY, cpu_settings
 
 KEYS = ("bert-tiny", "bert-base-random", "bert-base-uncased", "all-minilm-l6-v2")
-SETTINGS = Settings(
-    families=(),
-    models=KEYS,
-    model_set="all",
-    modes=("from_pretrained",),
-    hardware="cpu",
-    hardware_list=(),
-    registry_dirs=(),
-    cache_dir=None,
-    offline=True,
-    list_models=False,
-    suite_requested=True,
-    batch_sizes=(1,),
-    seq_lengths=(8,),
-)
-CPU = Hardware((Device(label="cpu", kind="cpu", name="test cpu"),))
+SETTINGS = cpu_settings(("from_pretrained",), models=KEYS, seq_lengths=(8,))
 
 
 @pytest.mark.parametrize(
@@ -45,7 +29,7 @@ CPU = Hardware((Device(label="cpu", kind="cpu", name="test cpu"),))
 )
 def test_rows_say_whether_the_weights_were_random(weights: str, expected: dict[str, str]) -> None:
     entries = load_registries([]).select(models=KEYS)
-    cases = expand(entries, dataclasses.replace(SETTINGS, weights=weights), CPU)
+    cases = expand(entries, dataclasses.replace(SETTINGS, weights=weights), CPU_ONLY)
     rows = {
         case.entry.key: CaseRecord(case).to_row(f"suite::{case.id}", "skipped", 0.0, None, "not run", "main")
         for case in cases

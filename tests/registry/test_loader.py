@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from pytest_hfmodels.cases.expand import expand
-from pytest_hfmodels.cases.hardware import Device, Hardware
-from pytest_hfmodels.cases.settings import Settings
 from pytest_hfmodels.errors import RegistryError, SelectionError
 from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.registry.custom_set import load_custom_set
 from pytest_hfmodels.registry.loader import load_registries, load_registry_file
-from tests.helpers import BUILTIN_FAMILIES, DATA
+from tests.helpers import BUILTIN_FAMILIES, CPU_ONLY, DATA, cpu_settings
 
 
 def write(tmp_path: Path, text: str, name: str = "fam.yaml") -> Path:
@@ -180,24 +178,6 @@ def test_the_medium_set_holds_one_random_entry_per_family() -> None:
     assert all(e.id == f"random/{e.key}" and e.key.endswith("-random") for e in medium)
 
 
-def cpu_settings(modes: tuple[str, ...]) -> tuple[Settings, Hardware]:
-    settings = Settings(
-        families=(),
-        models=(),
-        model_set="all",
-        modes=modes,
-        hardware="cpu",
-        hardware_list=(),
-        registry_dirs=(),
-        cache_dir=None,
-        offline=True,
-        list_models=False,
-        suite_requested=True,
-        batch_sizes=(1,),
-    )
-    return settings, Hardware((Device(label="cpu", kind="cpu", name="test cpu"),))
-
-
 def test_modes_narrow_the_generated_cases_family_first_then_model(tmp_path: Path) -> None:
     write(
         tmp_path,
@@ -206,7 +186,7 @@ def test_modes_narrow_the_generated_cases_family_first_then_model(tmp_path: Path
         "  overrides:\n    source: hub\n    id: x/z\n    modes: [pipeline]\n",
     )
     registry = load_registries([tmp_path], include_builtin=False)
-    settings, hardware = cpu_settings(tuple(MODES))
+    settings, hardware = cpu_settings(tuple(MODES)), CPU_ONLY
     ids = [case.id for case in expand(registry.entries, settings, hardware)]
     assert ids == ["inherits-from_pretrained-cpu", "inherits-openvino-cpu", "overrides-pipeline-cpu"]
     # A custom-set model of the family takes the family's modes too.
@@ -218,7 +198,7 @@ def test_modes_narrow_the_generated_cases_family_first_then_model(tmp_path: Path
 def test_xclip_has_no_pipeline_case_and_llava_next_has_both_default_modes() -> None:
     """transformers has no zero-shot video classification pipeline: xclip's registry rules it out."""
     registry = load_registries([])
-    settings, hardware = cpu_settings(("pipeline", "from_pretrained"))
+    settings, hardware = cpu_settings(("pipeline", "from_pretrained")), CPU_ONLY
     entries = registry.select(families=["xclip", "llava_next"], model_set="small")
     ids = [case.id for case in expand(entries, settings, hardware)]
     assert ids == [
@@ -231,7 +211,7 @@ def test_xclip_has_no_pipeline_case_and_llava_next_has_both_default_modes() -> N
 def test_modes_ruled_out_for_every_selected_model_are_a_selection_error() -> None:
     """Else `--hf-mode pipeline --hf-family xclip` would collect nothing and say nothing."""
     registry = load_registries([])
-    settings, hardware = cpu_settings(("pipeline",))
+    settings, hardware = cpu_settings(("pipeline",)), CPU_ONLY
     with pytest.raises(SelectionError, match=r"--hf-mode pipeline: .*xclip-tiny: from_pretrained, onnx"):
         expand(registry.select(families=["xclip"], model_set="small"), settings, hardware)
     # One selected model that can run the mode is enough: the others just make no case.
