@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_hfmodels.cache.manifest import MANIFEST_FILE, file_problems, read_manifest
-from pytest_hfmodels.cache.store import CACHE_TAG, is_cache_root, lock_path, staging_folders
+from pytest_hfmodels.cache.store import CACHE_TAG, is_cache_root, lock_path, staging_folders, staging_target
 from pytest_hfmodels.errors import CacheError, OptionError
 
 THRESHOLD_ENV = "CACHE_CLEANUP_THRESHOLD"  #: GB (10**9 bytes) above which clean-up starts
@@ -170,17 +170,13 @@ def remove_entry(root: Path, entry: CacheEntry) -> bool:
 
 def _lock_of(entry: CacheEntry) -> Path:
     """The build lock guarding an entry; a staging folder `.<target>.<random>.tmp` shares its target's."""
-    if entry.partial:
-        return lock_path(entry.path.with_name(entry.path.name[1:].rsplit(".", 2)[0]))
-    return lock_path(entry.path)
+    return lock_path((staging_target(entry.path) if entry.partial else None) or entry.path)
 
 
 def _is_staging(folder: Path) -> bool:
-    """`.<name>.<random>.tmp` beside `<name>.lock`: a folder a build of `<name>` made."""
-    name = folder.name
-    if not (name.startswith(".") and name.endswith(".tmp")) or name.count(".") < 3:
-        return False
-    return lock_path(folder.with_name(name[1:].rsplit(".", 2)[0])).is_file()
+    """A staging folder beside its entry's build lock: a folder a build of that entry made."""
+    target = staging_target(folder)
+    return target is not None and lock_path(target).is_file()
 
 
 def _remove_orphan_locks(root: Path) -> list[Path]:

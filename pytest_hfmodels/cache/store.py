@@ -89,9 +89,17 @@ def lock_path(entry: Path) -> Path:
 
 
 def staging_folders(entry: Path) -> list[Path]:
-    """Staging folders `.<name>.<random>.tmp` of builds (live or dead) of `entry`."""
+    """Staging folders `.<name>.<random>.tmp` of builds (live or dead) of `entry` (see `staging_target`)."""
     pattern = os.path.join(glob.escape(str(entry.parent)), f".{glob.escape(entry.name)}.*.tmp")
     return [Path(p) for p in glob.glob(pattern) if os.path.isdir(p) and not os.path.islink(p)]
+
+
+def staging_target(folder: Path) -> Path | None:
+    """The entry a staging folder `.<name>.<random>.tmp` is (or was) building; None for other names."""
+    name = folder.name
+    if not (name.startswith(".") and name.endswith(".tmp")) or name.count(".") < 3:
+        return None
+    return folder.with_name(name[1:].rsplit(".", 2)[0])
 
 
 def build_once(

@@ -6,6 +6,7 @@ pytest imports and of I/O.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -204,14 +205,17 @@ def _db_path(
     return base / str(getini("hf_db") or DEFAULT_DB_PATH)
 
 
-def non_negative(text: Any, unit: str) -> float:
-    """A number >= 0 of `unit`; the error says what is wrong, its caller names the option."""
+def non_negative(text: Any, unit: str | None = None) -> float:
+    """A finite number >= 0 (of `unit`); the error says what is wrong, its caller names the option.
+
+    NaN and infinity are refused: they would slip past every comparison made with them later.
+    """
     try:
         value = float(text)
     except ValueError:
-        raise OptionError(f"{text!r} is not a number of {unit}") from None
-    if value < 0:
-        raise OptionError(f"{text!r} is negative")
+        raise OptionError(f"{text!r} is not a number" + (f" of {unit}" if unit else "")) from None
+    if not math.isfinite(value) or value < 0:
+        raise OptionError(f"{text!r}: must be a finite number >= 0")
     return value
 
 

@@ -7,11 +7,12 @@ and argparse names the option in its message (exit code 2).
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+from pytest_hfmodels.cases.settings import non_negative
+from pytest_hfmodels.errors import OptionError
 from pytest_hfmodels.hub.paths import repo_file_problem
 
 USAGE_ERROR = 2
@@ -38,11 +39,11 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
-    """A finite number >= 0: NaN or inf would slip past every comparison made with them later."""
-    value = _number(float, text, "a number")
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
+    """A finite number >= 0, by the rule the pytest options use (`cases.settings.non_negative`)."""
+    try:
+        return non_negative(text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def int_in_range(low: int, high: int) -> Callable[[str], int]:

@@ -105,6 +105,11 @@ def _git_commit(directory: Path) -> str | None:
     return commit if completed.returncode == 0 and commit else None
 
 
+def _plain_copy(hardware: Sequence[Mapping[str, Any]] | None) -> tuple[Mapping[str, Any], ...]:
+    # A JSON round trip keeps only primitives and detaches the copy from the caller's dicts.
+    return tuple(json.loads(json.dumps(list(hardware or []), default=str)))
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -139,8 +144,6 @@ class RunEnvironment:
     ) -> RunEnvironment:
         """The environment of this process now; `finished_at` defaults to now."""
         now = _utc_now()
-        # A JSON round trip keeps only primitives and detaches the copy from the caller's dicts.
-        hardware_copy = json.loads(json.dumps(list(hardware or []), default=str))
         return cls(
             run_uid=uuid.uuid4().hex,
             started_at=started_at or now,
@@ -151,8 +154,12 @@ class RunEnvironment:
             python_version=platform.python_version(),
             platform=platform.platform(),
             package_versions={name: _installed_version(dists) for name, dists in VERSIONED_PACKAGES.items()},
-            hardware=tuple(hardware_copy),
+            hardware=_plain_copy(hardware),
         )
+
+    def finished(self, hardware: Sequence[Mapping[str, Any]] | None) -> RunEnvironment:
+        """This run, finished now, on `hardware` (the rest was captured when it started)."""
+        return dataclasses.replace(self, finished_at=_utc_now(), hardware=_plain_copy(hardware))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (datetimes as ISO 8601 text)."""

@@ -13,7 +13,6 @@ Its options are declared with the others in `options` and read into `Settings`.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -90,12 +89,12 @@ class ResultRecorder:
         if not self.rows:
             return
         rows = sorted(self.rows.values(), key=lambda row: row.case_id)
-        final = self._capture()
-        # The journal's run_uid stays the run's: storing a journal of this run later stores nothing twice.
+        # The journal's run_uid stays the run's: storing a journal of this run later stores nothing
+        # twice. Only the end time and the hardware can have changed since its first row.
         environment = (
-            dataclasses.replace(self.environment, finished_at=final.finished_at, hardware=final.hardware)
+            self.environment.finished(detected_hardware(self.config))
             if self.environment is not None
-            else final
+            else self._capture()
         )
         if self.db_path is not None:
             self._recover()
