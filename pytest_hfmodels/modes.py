@@ -20,6 +20,9 @@ class ModeInfo:
     packages: tuple[str, ...]  #: importable modules the mode needs
     #: modalities whose input size the mode can set: text length in tokens, audio length in seconds
     sized: tuple[str, ...] = ()
+    #: what the mode can measure: forward (one call) and, for models that generate, generate
+    #: (greedy decoding timed per token). A pipeline generates inside one call it times as a whole.
+    scenarios: tuple[str, ...] = ("forward",)
 
 
 MODES: dict[str, ModeInfo] = {
@@ -38,6 +41,7 @@ MODES: dict[str, ModeInfo] = {
             ("cpu", "cuda", "rocm", "mps"),
             ("torch", "transformers"),
             sized=("text", "audio"),
+            scenarios=("forward", "generate"),
         ),
         ModeInfo(
             "onnxruntime",
@@ -45,6 +49,7 @@ MODES: dict[str, ModeInfo] = {
             ("cpu", "cuda", "rocm"),
             ("onnxruntime", "onnx", "torch", "transformers"),
             sized=("text",),  # the exported whisper encoder takes exactly 30 s of features
+            scenarios=("forward", "generate"),
         ),
         ModeInfo(
             "openvino",
@@ -52,6 +57,7 @@ MODES: dict[str, ModeInfo] = {
             ("cpu", "ov-gpu", "ov-npu"),
             ("openvino", "onnx", "torch", "transformers"),
             sized=("text",),
+            scenarios=("forward", "generate"),
         ),
     )
 }

@@ -32,9 +32,20 @@ class Measurement:
     latency_p99_ms: float | None = None
     latency_stdev_ms: float | None = None
     throughput_per_s: float | None = None  #: items (batch elements) per second
-    peak_memory_mb: float | None = None
-    #: loading the model this case ran on; a runner reused from an earlier case carries the time
-    #: its load was measured at (model_reused says so)
+    #: the whole process's highest RSS during the timed rounds (torch, every runtime and other models
+    #: included): what the process needed, not what the model costs
+    process_peak_rss_mb: float | None = None
+    #: bytes of the model's parameters and buffers (PyTorch modes), or of its ONNX file and external
+    #: data (exported modes)
+    weights_mb: float | None = None
+    #: RSS after loading the model minus before (its runtime's packages imported first); carried to
+    #: the cases that reuse the loaded model, as load_time_s is
+    model_load_mb: float | None = None
+    #: peak RSS during the timed rounds minus RSS just before them: what running the model adds
+    inference_peak_mb: float | None = None
+    device_peak_mb: float | None = None  #: CUDA's max_memory_allocated over the timed rounds
+    #: loading the model this case ran on, its ONNX conversion excluded (onnx_conversion_time_s); a
+    #: runner reused from an earlier case carries the time its load was measured at (model_reused)
     load_time_s: float | None = None
     model_reused: bool | None = None  #: the loaded model came from an earlier case of this process
     first_call_ms: float | None = None
@@ -47,6 +58,15 @@ class Measurement:
     onnx_conversion_status: str | None = None
     onnx_conversion_time_s: float | None = None
     onnx_local_path: str | None = None
+    scenario: str | None = None  #: forward (one call) | generate (greedy decoding of new_tokens)
+    new_tokens: int | None = None  #: tokens generated per row, every runtime exactly this many
+    #: generate: from the call to the first new token (prefill + first token), median over rounds
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None  #: time per output token after the first: p50 over every decode step
+    tpot_p90_ms: float | None = None
+    decode_tokens_per_s: float | None = None  #: batch x (new_tokens - 1) / decode time, median round
+    prefill_tokens_per_s: float | None = None  #: batch x prompt tokens / TTFT
+    output_digest: str | None = None  #: sha256 of the generated ids: equal digests, equal tokens
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,9 @@ class ResultRow:
     worker: str  #: xdist worker id, or "main"
     parameters: int | None
     measurement: Measurement
+    #: a short human-readable sample of what the model answered (top labels, generated text,
+    #: transcript, box count...): a reader sees that it works, not only that a check passed
+    output_sample: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,6 +106,10 @@ class ResultRow:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResultRow:
         fields = dict(data)
-        fields["measurement"] = Measurement(**fields.get("measurement", {}))
+        measurement = dict(fields.get("measurement", {}))
+        # A journal written before schema version 7 named the process peak by what it was not.
+        if "peak_memory_mb" in measurement:
+            measurement["process_peak_rss_mb"] = measurement.pop("peak_memory_mb")
+        fields["measurement"] = Measurement(**measurement)
         fields.setdefault("weights", None)
         return cls(**fields)

@@ -23,6 +23,7 @@ class Case:
     input_size: int | None = None  #: tokens (text) or seconds (audio); None: the sample's own
     #: --hf-weights random on a Hub entry: its configuration runs with seeded random weights
     random_weights: bool = False
+    scenario: str = "forward"  #: forward | generate (greedy decoding of Settings.new_tokens)
 
     @property
     def weights(self) -> str:
@@ -34,6 +35,8 @@ class Case:
         suffix = f"-b{self.batch_size}" if self.batch_size != 1 else ""
         if self.input_size is not None:
             suffix += f"-{self.input_size}s" if self.entry.modality == "audio" else f"-s{self.input_size}"
+        if self.scenario != "forward":
+            suffix += f"-{self.scenario}"
         return f"{self.entry.key}-{self.mode}-{self.hardware}{suffix}"
 
 
@@ -60,6 +63,13 @@ def input_sizes(entry: ModelEntry, mode: str, settings: Settings) -> tuple[int |
     return tuple(sizes) or (None,)
 
 
+def scenarios_for(entry: ModelEntry, mode: str, settings: Settings) -> tuple[str, ...]:
+    """The scenarios measured for an entry in a mode: generate only where the model generates and
+    the mode can decode step by step; by default both there, forward elsewhere."""
+    possible = MODES[mode].scenarios if entry.generates else ("forward",)
+    return tuple(s for s in settings.scenarios or possible if s in possible)
+
+
 def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware) -> list[Case]:
     """Every case the selection asks for; a mode an entry's registry rules out makes none.
 
@@ -73,13 +83,30 @@ def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware
             f"--hf-mode {','.join(settings.modes)}: the registries rule out these modes for every "
             f"selected model (registry field 'modes'; {allowed})"
         )
+    if entries and not any(
+        scenarios_for(entry, mode, settings) for entry in entries for mode in settings.modes
+    ):
+        raise SelectionError(
+            f"--hf-scenario {','.join(settings.scenarios)}: no selected model can be measured so in "
+            f"--hf-mode {','.join(settings.modes)} (generate needs a model that generates, such as "
+            "gpt2, llama, t5 or whisper, in from_pretrained, onnxruntime or openvino)"
+        )
     mode_order = {mode: i for i, mode in enumerate(settings.modes)}
     random = settings.weights == "random"  # for Hub models: a package or local folder keeps its own
     cases = [
-        Case(entry, mode, label, batch, size, random_weights=random and entry.source == "hub")
+        Case(
+            entry,
+            mode,
+            label,
+            batch,
+            size,
+            random_weights=random and entry.source == "hub",
+            scenario=scenario,
+        )
         for entry in entries
         for mode in settings.modes
         if entry.runs_in(mode)
+        for scenario in scenarios_for(entry, mode, settings)
         for label in hardware_for_mode(mode, settings, hardware)
         for batch in settings.batch_sizes
         for size in input_sizes(entry, mode, settings)
@@ -90,6 +117,7 @@ def expand(entries: Iterable[ModelEntry], settings: Settings, hardware: Hardware
             c.entry.family,
             c.entry.key,
             mode_order[c.mode],
+            c.scenario != "forward",
             PREFERENCE.index(base_label(c.hardware)),
             c.hardware,
             c.batch_size,

@@ -24,6 +24,10 @@ MODEL_SETS = (*SET_NAMES, "all", "custom")
 DEFAULT_BATCH_SIZES = (1, 4, 8)
 DEFAULT_SEQ_LENGTHS = (32, 128)
 DEFAULT_AUDIO_SECONDS = (1, 5)
+#: what a case measures: one forward call, or greedy decoding of `new_tokens` tokens
+SCENARIOS = ("forward", "generate")
+#: tokens each generate case decodes (every runtime exactly this many: EOS is ignored)
+DEFAULT_NEW_TOKENS = 32
 #: where results go (relative to the rootdir, beside the ini file); how long a locked database is awaited
 DEFAULT_DB_PATH = Path(".hfmodels") / "results.duckdb"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
@@ -72,6 +76,9 @@ class Settings:
     verify_cache: bool = False
     #: pretrained | random: random runs every Hub model's configuration with seeded random weights
     weights: str = "pretrained"
+    #: the scenarios asked for; () by default: both where the model generates, forward elsewhere
+    scenarios: tuple[str, ...] = ()
+    new_tokens: int = DEFAULT_NEW_TOKENS
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -114,6 +121,16 @@ def build_settings(
         if mode not in known:
             raise OptionError(f"--hf-mode: unknown mode {mode!r} (known: {', '.join(known)})")
 
+    scenarios = split_list(getoption("hf_scenario")) or split_list(getini("hf_scenarios"))
+    for scenario in scenarios:
+        if scenario not in SCENARIOS:
+            raise OptionError(f"--hf-scenario: unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
+    new_tokens = _ints_or(
+        "--hf-new-tokens", getoption("hf_new_tokens") or getini("hf_new_tokens"), (DEFAULT_NEW_TOKENS,)
+    )
+    if len(new_tokens) != 1:
+        raise OptionError(f"--hf-new-tokens: {new_tokens} is not one positive integer")
+
     all_hw, cpu_only = bool(getoption("hf_all_hardware")), bool(getoption("hf_cpu_only"))
     listed = getoption("hf_hardware") or getini("hf_hardware")
     if sum((all_hw, cpu_only, bool(getoption("hf_hardware")))) > 1:
@@ -155,6 +172,7 @@ def build_settings(
             "hf_batch_sizes",
             "hf_seq_lengths",
             "hf_audio_seconds",
+            "hf_scenario",
         )
     )
     return Settings(
@@ -170,6 +188,8 @@ def build_settings(
         list_models=bool(getoption("hf_list_models")),
         verify_cache=bool(getoption("hf_verify_cache")) or _truthy(getini("hf_verify_cache")),
         weights=weights,
+        scenarios=scenarios,
+        new_tokens=new_tokens[0],
         suite_requested=selection_given,
         models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
         pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),

@@ -114,25 +114,43 @@ def _run_onnx(args: argparse.Namespace) -> int:
             "validated against PyTorch",
             file=sys.stderr,
         )
+    model_dir = model_folder(str(args.model))
     export = export_onnx(
-        model_folder(str(args.model)),
+        model_dir,
         default_cache_root(),
         opset=getattr(args, "opset", None),
         exporter=getattr(args, "exporter", None),
         model_id=str(args.model),
         progress=not quiet and sys.stderr.isatty(),
     )
-    written = _copy_out(export, Path(args.output))
+    written = _copy_out(export, Path(args.output), model_dir)
     if not quiet:
         print(_onnx_summary(export, written))
     return 0
 
 
-def _copy_out(export: OnnxExport, output: Path) -> Path:
-    """Copy the cached conversion (model, external data, record) into `output`, each file atomically."""
+#: files of a model folder that make an ONNX file loadable as a model: config, generation config,
+#: tokenizer, processor (not the weights, nor an index of weight files the folder will not have)
+_MODEL_FOLDER_PATTERNS = ("*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja")
+#: ... nor a cache entry's record of the model folder itself (a built tiny model has one)
+_NOT_COPIED = frozenset({"model.safetensors.index.json", "pytorch_model.bin.index.json", MANIFEST_FILE})
+
+
+def _copy_out(export: OnnxExport, output: Path, model_dir: Path) -> Path:
+    """Copy the cached conversion (model, external data, record) into `output`, with the model's
+    config, tokenizer and processor files beside it, so the folder loads as a model (as optimum's
+    does); each file atomically."""
     output.mkdir(parents=True, exist_ok=True)
-    for item in sorted(export.path.parent.iterdir()):
-        if not item.is_file() or item.is_symlink():
+    companions = {
+        item
+        for pattern in _MODEL_FOLDER_PATTERNS
+        for item in model_dir.glob(pattern)
+        if item.name not in _NOT_COPIED
+    }
+    for item in sorted({*export.path.parent.iterdir(), *companions}):
+        # A Hub snapshot's files are links into its blob store (copied as files); a link inside
+        # the cache entry is not the tool's and is left alone.
+        if not item.is_file() or (item.is_symlink() and item.parent == export.path.parent):
             continue
         staged = output / f".{item.name}.{os.getpid()}.tmp"
         try:

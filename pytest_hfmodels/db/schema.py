@@ -6,7 +6,9 @@ views and macros that answer "what runs where" and "is this model converted". Ve
 CPU threads each runtime used and the audio length of audio cases. Version 4 says whether a
 case's model came loaded from an earlier case (its load_time_s is then that load's). Version 5
 marks runs stored from the journal of a killed session. Version 6 says whether a measured
-model's weights were pretrained or seeded random.
+model's weights were pretrained or seeded random. Version 7 names the process peak for what it is
+and adds the memory that belongs to the model, the generate scenario's figures (time to first
+token, per-token latency, the digest of the generated ids) and a sample of each case's output.
 Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
 """
 
@@ -206,6 +208,28 @@ SCHEMA_V6: tuple[str, ...] = (
            (SELECT m.source FROM models m WHERE m.model_id = p.model_id))""",
 )
 
+SCHEMA_V7: tuple[str, ...] = (
+    # The process's RSS holds torch, every runtime and earlier models: 984 MB for a 0.16 MB model.
+    "ALTER TABLE performance_results RENAME COLUMN peak_memory_mb TO process_peak_rss_mb",
+    "ALTER TABLE performance_results ADD COLUMN weights_mb DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN model_load_mb DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN inference_peak_mb DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN device_peak_mb DOUBLE",
+    # Every row before this version timed one forward call.
+    "ALTER TABLE performance_results ADD COLUMN scenario VARCHAR",
+    "UPDATE performance_results SET scenario = 'forward'",
+    "ALTER TABLE hardware_compatibility ADD COLUMN scenario VARCHAR",
+    "UPDATE hardware_compatibility SET scenario = 'forward'",
+    "ALTER TABLE performance_results ADD COLUMN new_tokens INTEGER",
+    "ALTER TABLE performance_results ADD COLUMN ttft_ms DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN tpot_ms DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN tpot_p90_ms DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN decode_tokens_per_s DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN prefill_tokens_per_s DOUBLE",
+    "ALTER TABLE performance_results ADD COLUMN output_digest VARCHAR",
+    "ALTER TABLE performance_results ADD COLUMN output_sample VARCHAR",
+)
+
 #: statements that bring a database from version N-1 to N, by N
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: SCHEMA_V1,
@@ -214,6 +238,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: SCHEMA_V4,
     5: SCHEMA_V5,
     6: SCHEMA_V6,
+    7: SCHEMA_V7,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -179,10 +179,16 @@ def read_spill(path: Path) -> SpillFile:
     )
 
 
+#: columns an older version wrote under another name -> their name now
+_RENAMED = {"peak_memory_mb": "process_peak_rss_mb"}
+
+
 def _with_missing_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A spill file written before a column existed gets it as nulls: nothing was measured there."""
     import pyarrow as pa
 
+    names = [_RENAMED.get(name, name) for name in table.column_names]
+    table = table.rename_columns(names)
     for field in schema:
         if field.name not in table.column_names:
             table = table.append_column(field, pa.nulls(table.num_rows, field.type))

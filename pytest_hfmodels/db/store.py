@@ -38,7 +38,8 @@ _MEASURED_COLUMNS = (
     "latency_mean_ms",
     "latency_p50_ms",
     "throughput_per_s",
-    "peak_memory_mb",
+    "process_peak_rss_mb",
+    "ttft_ms",
     "load_time_s",
     "first_call_ms",
     "onnx_conversion_time_s",
@@ -261,7 +262,8 @@ def _insert_compatibility(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     con.execute(
         """INSERT INTO hardware_compatibility
            SELECT ?, case_id, nodeid, model_id, model_key, hardware_key, hardware, mode, batch_size,
-                  status, error_class, error_message, suggested_fix, duration_s, worker
+                  status, error_class, error_message, suggested_fix, duration_s, worker,
+                  coalesce(scenario, 'forward') AS scenario
            FROM incoming_rows""",
         [run_id],
     )
@@ -275,10 +277,12 @@ def _insert_performance(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
                    coalesce(weights, weights_of_source(source)) AS weights, batch_size,
                    sequence_length, audio_seconds, precision, latency_mean_ms, latency_p50_ms,
                    latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_stdev_ms, throughput_per_s,
-                   peak_memory_mb,
+                   process_peak_rss_mb, weights_mb, model_load_mb, inference_peak_mb, device_peak_mb,
                    load_time_s, model_reused, first_call_ms, iterations, warmup, timer, contended,
                    threads, onnx_source,
-                   onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path
+                   onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path,
+                   coalesce(scenario, 'forward') AS scenario, new_tokens, ttft_ms, tpot_ms, tpot_p90_ms,
+                   decode_tokens_per_s, prefill_tokens_per_s, output_digest, output_sample
             FROM incoming_rows WHERE {measured}""",
         [run_id],
     )

@@ -14,10 +14,12 @@ from pytest_hfmodels.cases.settings import MeasureConfig
 from pytest_hfmodels.errors import CaseFailedError
 from pytest_hfmodels.execution.failures import classify
 from pytest_hfmodels.execution.measure import (
+    GenerationTiming,
     Timing,
     rounds_for,
     sample_peak_memory,
     synchronizer,
+    time_generation,
     time_rounds,
 )
 from pytest_hfmodels.results import Measurement, ResultRow
@@ -34,6 +36,7 @@ class CaseRecord:
     parameters: int | None = None
     measurement: Measurement = field(default_factory=Measurement)
     outputs: Any = None  #: the last outputs, for tests that want to look further
+    output_sample: str | None = None  #: what the model answered, in a few words (ResultRow)
     inputs: Any = None  #: the inputs `run` made: `benchmark` times the very same ones
 
     def measured(self, **values: Any) -> None:
@@ -104,13 +107,80 @@ class CaseRecord:
             latency_p99_ms=timing.percentile(99),
             latency_stdev_ms=timing.stdev_ms,
             throughput_per_s=timing.throughput(self.case.batch_size),
-            peak_memory_mb=peak.peak_mb,
+            process_peak_rss_mb=peak.rss_mb,
+            inference_peak_mb=peak.added_mb,
+            device_peak_mb=peak.cuda_mb,
             iterations=len(timing.rounds_ms),
             warmup=timing.warmup,
             timer=timing.timer,
             contended=contended,
         )
         return timing
+
+    def generate(
+        self,
+        runner: Runner,
+        config: MeasureConfig,
+        new_tokens: int,
+        device_kind: str,
+        *,
+        check: bool = True,
+        timed: bool = True,
+        contended: bool = False,
+    ) -> None:
+        """Greedy decoding of `new_tokens` tokens: a first run checked token for token (against
+        PyTorch's `generate` in the exported modes), then warm-up and timed rounds of the same
+        prompt, each timed per step: time to first token, per-token latency, tokens/s."""
+        case = self.case
+        with self._classified():
+            inputs = runner.make_generation_inputs(case.batch_size, case.input_size)
+            start = time.perf_counter()
+            first = runner.generate(inputs, new_tokens)
+            self.measured(
+                first_call_ms=(time.perf_counter() - start) * 1000.0,
+                batch_size=case.batch_size,
+                sequence_length=first.prompt_tokens if case.entry.modality == "text" else None,
+                audio_seconds=self._audio_seconds(),
+                scenario="generate",
+                new_tokens=new_tokens,
+                output_digest=first.digest,
+            )
+            if check:
+                runner.check_generation(inputs, first)
+            self.output_sample = _sample_text(runner.decode(first)[0])
+            self.measured(
+                precision=getattr(runner, "precision", None),
+                threads=getattr(runner, "threads_used", None),
+                **_generation_export_fields(runner),
+            )
+            if not timed:
+                return
+            with sample_peak_memory(device_kind) as peak:
+                rounds = time_generation(lambda: runner.generate(inputs, new_tokens).step_ms, config)
+        timing = GenerationTiming(rounds, case.batch_size, first.prompt_tokens, config.warmup)
+        end_to_end = timing.end_to_end_ms
+        whole = Timing(end_to_end, config.warmup, "perf_counter")
+        self.measured(
+            latency_mean_ms=whole.mean_ms,
+            latency_p50_ms=whole.percentile(50),
+            latency_p90_ms=whole.percentile(90),
+            latency_p95_ms=whole.percentile(95),
+            latency_p99_ms=whole.percentile(99),
+            latency_stdev_ms=whole.stdev_ms,
+            throughput_per_s=whole.throughput(case.batch_size),
+            ttft_ms=timing.ttft_ms,
+            tpot_ms=timing.tpot_ms(50),
+            tpot_p90_ms=timing.tpot_ms(90),
+            decode_tokens_per_s=timing.decode_tokens_per_s,
+            prefill_tokens_per_s=timing.prefill_tokens_per_s,
+            process_peak_rss_mb=peak.rss_mb,
+            inference_peak_mb=peak.added_mb,
+            device_peak_mb=peak.cuda_mb,
+            iterations=len(rounds),
+            warmup=config.warmup,
+            timer="perf_counter per step",
+            contended=contended,
+        )
 
     def _audio_seconds(self) -> float | None:
         # The mode made audio of the case's length (cases.input_sizes gives audio cases a size
@@ -164,7 +234,8 @@ class CaseRecord:
             duration_s=duration_s,
             worker=worker,
             parameters=self.parameters,
-            measurement=self.measurement,
+            measurement=dataclasses.replace(self.measurement, scenario=self.case.scenario),
+            output_sample=self.output_sample,
         )
 
 
@@ -179,6 +250,32 @@ def _onnx_fields(runner: Runner) -> dict[str, Any]:
         "onnx_conversion_time_s": onnx.seconds,
         "onnx_local_path": str(onnx.path),
     }
+
+
+def _generation_export_fields(runner: Runner) -> dict[str, Any]:
+    """The with-past graphs an exported-model runner decodes with (none for PyTorch modes); the
+    graph's export is conversion time, its session's load the rest of the load."""
+    export = getattr(runner, "generation_export", None)
+    if export is None:
+        return {}
+    converted = export.source == "pytorch_conversion"
+    load_s = getattr(runner, "generation_load_s", None)
+    return {
+        "onnx_source": export.source,
+        "onnx_conversion_status": "converted" if converted else "cached",
+        "onnx_conversion_time_s": export.seconds,
+        "onnx_local_path": str(export.path),
+        **({} if load_s is None else {"load_time_s": load_s - (export.seconds if converted else 0.0)}),
+    }
+
+
+#: characters of an output sample: a glance, not a transcript
+SAMPLE_CHARS = 120
+
+
+def _sample_text(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
 
 
 def _sequence_length(inputs: Any) -> int | None:

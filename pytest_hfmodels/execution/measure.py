@@ -44,6 +44,66 @@ class Timing:
         return items / (self.mean_ms / 1000.0)
 
 
+@dataclass(frozen=True)
+class GenerationTiming:
+    """Per-round step times (ms) of greedy decoding: in every round, step 0 is the prompt's prefill
+    with the first new token, each later step one decoded token for every row of the batch."""
+
+    rounds: tuple[tuple[float, ...], ...]
+    batch_size: int
+    prompt_tokens: int  #: tokens per prompt row, padding included (what the prefill computed)
+    warmup: int
+
+    @property
+    def end_to_end_ms(self) -> tuple[float, ...]:
+        return tuple(sum(steps) for steps in self.rounds)
+
+    @property
+    def ttft_ms(self) -> float:
+        """Time to first token: median over rounds."""
+        return statistics.median(steps[0] for steps in self.rounds)
+
+    @property
+    def decode_steps_ms(self) -> tuple[float, ...]:
+        return tuple(step for steps in self.rounds for step in steps[1:])
+
+    def tpot_ms(self, q: float) -> float | None:
+        """Time per output token after the first, percentile `q` over every decode step."""
+        steps = self.decode_steps_ms
+        return percentile(steps, q) if steps else None
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens decoded after the first, over the batch, per second of decoding: median round."""
+        rates = [
+            self.batch_size * (len(steps) - 1) / (sum(steps[1:]) / 1000.0)
+            for steps in self.rounds
+            if len(steps) > 1 and sum(steps[1:]) > 0
+        ]
+        return statistics.median(rates) if rates else None
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.batch_size * self.prompt_tokens / (self.ttft_ms / 1000.0)
+
+
+def time_generation(
+    generate: Callable[[], Sequence[float]], config: MeasureConfig
+) -> tuple[tuple[float, ...], ...]:
+    """Warm up, then rounds of `generate` (returning its step times, ms) until both the minimum
+    count and the minimum duration are reached."""
+    for _ in range(config.warmup):
+        generate()
+    rounds: list[tuple[float, ...]] = []
+    total_ms = 0.0
+    while len(rounds) < config.max_rounds and (
+        len(rounds) < config.min_rounds or total_ms < config.min_time_s * 1000
+    ):
+        rounds.append(tuple(generate()))
+        total_ms += sum(rounds[-1])
+    return tuple(rounds)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default method)."""
     if not values:
@@ -129,22 +189,26 @@ def current_rss_mb() -> float | None:
 
 @dataclass
 class PeakMemory:
-    """Filled in by `sample_peak_memory`: the highest RSS seen, and CUDA's own peak."""
+    """Filled in by `sample_peak_memory`: RSS when the block began, the highest RSS seen, and
+    CUDA's own allocation peak."""
 
+    start_rss_mb: float | None = None
     rss_mb: float | None = None
     cuda_mb: float | None = None
 
     @property
-    def peak_mb(self) -> float | None:
-        """Host RSS peak plus, on CUDA, the device's allocation peak: what the case needed in all."""
-        values = [v for v in (self.rss_mb, self.cuda_mb) if v is not None]
-        return sum(values) if values else None
+    def added_mb(self) -> float | None:
+        """How far RSS rose above where it was when the block began: what the block's work added."""
+        if self.rss_mb is None or self.start_rss_mb is None:
+            return None
+        return max(self.rss_mb - self.start_rss_mb, 0.0)
 
 
 @contextmanager
 def sample_peak_memory(device_kind: str, interval_s: float = 0.005) -> Iterator[PeakMemory]:
     """Sample RSS in a thread while the block runs; on CUDA also read max_memory_allocated."""
-    peak = PeakMemory(rss_mb=current_rss_mb())
+    start = current_rss_mb()
+    peak = PeakMemory(start_rss_mb=start, rss_mb=start)
     stop = threading.Event()
 
     def sample() -> None:

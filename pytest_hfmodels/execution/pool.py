@@ -7,6 +7,7 @@ model is loaded once per worker however many modes, devices and batch sizes it i
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from typing import Any
 from pytest_hfmodels.cases.expand import Case
 from pytest_hfmodels.cases.hardware import Hardware
 from pytest_hfmodels.execution.measure import current_rss_mb
+from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.runners import Runner, runner_class
 from pytest_hfmodels.sources.resolve import ModelFiles
 
@@ -26,8 +28,11 @@ class Loaded:
     """A runner in the pool and what loading it cost."""
 
     runner: Runner
-    load_time_s: float
-    memory_mb: float  #: resident memory the load added (measured), at least the weights' size
+    load_time_s: float  #: wall time of the load, an ONNX conversion made during it excluded
+    memory_mb: float  #: what the pool counts against its budget: model_load_mb, at least weights_mb
+    #: RSS after the load minus before, the mode's packages imported first; None off Linux
+    model_load_mb: float | None = None
+    weights_mb: float | None = None  #: parameters and buffers, or the ONNX file and its external data
 
 
 def default_budget_mb() -> float:
@@ -71,12 +76,23 @@ class RunnerPool:
             runner.cache_root = self.cache_root or runner.cache_root
         if hasattr(runner, "verify_cache"):
             runner.verify_cache = self.verify_cache
+        # torch, transformers and the runtime take hundreds of MB the first time; they are the
+        # process's, not the model's, so they are imported before the model's load is measured.
+        for module in MODES[case.mode].packages:
+            importlib.import_module(module)
         rss_before, start = current_rss_mb(), time.perf_counter()
         runner.load(files.path)
-        load_time = time.perf_counter() - start
+        load_time = time.perf_counter() - start - conversion_seconds(runner)
         rss_after = current_rss_mb()
-        grew = rss_after - rss_before if rss_before is not None and rss_after is not None else 0.0
-        loaded = self._loaded[key] = Loaded(runner, load_time, max(grew, _weights_mb(runner)))
+        grew = rss_after - rss_before if rss_before is not None and rss_after is not None else None
+        weights = weights_mb(runner)
+        loaded = self._loaded[key] = Loaded(
+            runner,
+            load_time,
+            max(grew or 0.0, weights or 0.0),
+            model_load_mb=None if grew is None else max(grew, 0.0),
+            weights_mb=weights,
+        )
         self._release_over_budget(keep=key)
         return loaded, False
 
@@ -99,8 +115,20 @@ def torch_model_of(runner: Runner) -> Any:
     return model if model is not None and hasattr(model, "parameters") else None
 
 
-def _weights_mb(runner: Runner) -> float:
+def conversion_seconds(runner: Runner) -> float:
+    """Seconds of the load spent converting to ONNX (0 when the export came from the cache)."""
+    export = getattr(runner, "onnx", None)
+    return float(export.seconds) if export is not None and export.converted_now else 0.0
+
+
+def weights_mb(runner: Runner) -> float | None:
+    """The size of what the runtime runs: the ONNX file and its external data for an exported
+    model, else the PyTorch model's parameters and buffers; None when the runner holds neither."""
+    export = getattr(runner, "onnx", None)
+    if export is not None:
+        return float(export.file_size) / 2**20
     model = torch_model_of(runner)
     if model is None:
-        return 0.0
-    return float(sum(p.numel() * p.element_size() for p in model.parameters())) / 2**20
+        return None
+    tensors = [*model.parameters(), *model.buffers()]
+    return float(sum(t.numel() * t.element_size() for t in tensors)) / 2**20

@@ -99,7 +99,12 @@ def hf_runner(
     except DependencyMissingError as exc:  # a package the runner imports only for some tasks
         pytest.skip(str(exc))
     runner = loaded.runner
-    hf_record.measured(load_time_s=loaded.load_time_s, model_reused=reused)
+    hf_record.measured(
+        load_time_s=loaded.load_time_s,
+        model_reused=reused,
+        model_load_mb=loaded.model_load_mb,
+        weights_mb=loaded.weights_mb,
+    )
     hf_record.parameters = _parameter_count(runner)
     return runner
 

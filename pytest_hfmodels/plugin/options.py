@@ -16,6 +16,7 @@ from pytest_hfmodels.cases.hardware import parse_hardware_list
 from pytest_hfmodels.cases.settings import (
     DEFAULT_DB_PATH,
     DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_NEW_TOKENS,
     MODEL_SETS,
     MeasureConfig,
     Settings,
@@ -84,6 +85,18 @@ def add_options(parser: pytest.Parser) -> None:
         help="rehash every cached tiny model and conversion before use (default: check sizes, "
         "and hashes of files whose mtime moved)",
     )
+    add(
+        "--hf-scenario",
+        action="append",
+        metavar="LIST",
+        help="forward (one call), generate (greedy decoding timed per token), comma list "
+        "(default: both where the model generates, forward elsewhere)",
+    )
+    add(
+        "--hf-new-tokens",
+        metavar="N",
+        help=f"tokens each generate case decodes, EOS ignored (default {DEFAULT_NEW_TOKENS})",
+    )
     # The input sweep
     add("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1,4,8)")
     add("--hf-seq-lengths", metavar="LIST", help="text lengths in tokens, comma list (default 32,128)")
@@ -135,6 +148,8 @@ def add_options(parser: pytest.Parser) -> None:
     ini("hf_offline", "never reach the Hub (true/false)", default="false")
     ini("hf_weights", "pretrained or random (Hub models' configs with random weights)", default="")
     ini("hf_verify_cache", "rehash every cached file before use (true/false)", default="false")
+    ini("hf_scenarios", "default scenarios, comma list (forward, generate)", default="")
+    ini("hf_new_tokens", "tokens each generate case decodes", default="")
     ini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
     ini("hf_seq_lengths", "text lengths in tokens to measure, comma list", default="")
     ini("hf_audio_seconds", "audio lengths in seconds to measure, comma list", default="")

@@ -76,6 +76,10 @@ class TinySpec:
     seed: int
 
 
+#: tasks whose models always decode token by token
+GENERATIVE_TASKS = frozenset({"text-generation", "text2text-generation", "image-text-to-text"})
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One model of a family registry, validated."""
@@ -104,6 +108,17 @@ class ModelEntry:
 
     def runs_in(self, mode: str) -> bool:
         return self.modes is None or mode in self.modes
+
+    @property
+    def generates(self) -> bool:
+        """The model writes tokens one after another (greedy decoding can be measured): text and
+        image-text generation, text-to-text, and speech recognition by a sequence-to-sequence model
+        (Whisper; a CTC model such as wav2vec2 labels frames in one call)."""
+        if self.task in GENERATIVE_TASKS:
+            return True
+        return self.task == "automatic-speech-recognition" and self.architecture.endswith(
+            "ForConditionalGeneration"
+        )
 
     @property
     def build_spec(self) -> TinySpec | None:

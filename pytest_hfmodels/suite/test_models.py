@@ -24,12 +24,23 @@ def test_model(
     request: pytest.FixtureRequest,
 ) -> None:
     settings = hf_session.settings
+    # Other xdist workers run their own cases on the same cores meanwhile: say so in the row.
+    contended = hf_session.workers > 1
+    if hf_case.scenario == "generate":
+        hf_record.generate(
+            hf_runner,
+            settings.measure,
+            settings.new_tokens,
+            hf_device.kind,
+            check=not settings.benchmark_only,
+            timed=not settings.verify_only,
+            contended=contended,
+        )
+        return
     hf_record.run(hf_runner, check=not settings.benchmark_only)
     if settings.verify_only:
         return
     benchmark = (
         request.getfixturevalue("benchmark") if request.config.pluginmanager.hasplugin("benchmark") else None
     )
-    # Other xdist workers run their own cases on the same cores meanwhile: say so in the row.
-    contended = hf_session.workers > 1
     hf_record.benchmark(hf_runner, settings.measure, hf_device.kind, benchmark, contended)

@@ -45,6 +45,7 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
         f"--benchmark-json={bench_json}",
         "--hf-batch-sizes=1,4",  # two cases on each loaded model
         "--hf-seq-lengths=32",
+        "--hf-scenario=forward",  # one call timed; generate cases are timed per token (tests/generation)
         *plugin,
     )
     result.assert_outcomes(passed=8)
@@ -56,7 +57,11 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
         assert m["throughput_per_s"] == pytest.approx(
             m["batch_size"] * 1000.0 / m["latency_mean_ms"]
         )  # items/s
-        assert m["peak_memory_mb"] > 0 and m["first_call_ms"] > 0 and m["contended"] is False
+        assert m["process_peak_rss_mb"] > 0 and m["first_call_ms"] > 0 and m["contended"] is False
+        # The model's own memory, apart from the process's: its weights, what loading it and what
+        # running it added. A tiny model's are far below the process's hundreds of MB of runtimes.
+        assert 0 < m["weights_mb"] < 5 and m["model_load_mb"] >= 0 and m["inference_peak_mb"] >= 0
+        assert m["model_load_mb"] < m["process_peak_rss_mb"] / 4
         assert m["threads"] >= 1  # torch's own count, read back
     # One model loaded per mode: the first case loads it, the other measures on it and says so.
     by_runner: dict[tuple[str, str], list[dict]] = {}

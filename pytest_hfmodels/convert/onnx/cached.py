@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pytest_hfmodels.cache.manifest import file_sha256, files_size
+from pytest_hfmodels.cache.manifest import files_size, remembered_sha256
 from pytest_hfmodels.cache.store import build_once, content_key
 from pytest_hfmodels.convert.onnx.build import ONNX_FILE, convert, library_versions
 from pytest_hfmodels.convert.onnx.specs import EXPORTERS, ExportSpec, read_config, spec_for
@@ -90,7 +90,7 @@ def export_onnx(
     tol = tolerances or Tolerances()
     key = content_key(
         BUILDER_VERSION,
-        model_content_hash(model_dir),
+        model_content_hash(model_dir, cache_root, full=full_check),
         spec.as_json(),
         exporter or "auto",
         opset,
@@ -111,15 +111,16 @@ def export_onnx(
     return export_of(entry.path, entry.manifest, "pytorch_conversion" if entry.built else "cache")
 
 
-def model_content_hash(model_dir: Path) -> str:
-    """sha256 over config.json and the weight files, names included (their folder's path is not)."""
+def model_content_hash(model_dir: Path, cache_root: Path, *, full: bool = False) -> str:
+    """sha256 over config.json and the weight files, names included (their folder's path is not);
+    each file's hash remembered in the cache while its size, mtime and inode hold (`full`: rehash)."""
     files = [model_dir / "config.json"]
     for pattern in WEIGHT_PATTERNS:
         files.extend(sorted(model_dir.glob(pattern)))
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0")
-        digest.update(file_sha256(path).encode())
+        digest.update(remembered_sha256(path, cache_root, full=full).encode())
     return digest.hexdigest()
 
 

@@ -429,6 +429,20 @@ def test_convert_cli_copies_the_file_and_reports(tmp_path: Path, capsys: pytest.
     assert "validated in onnxruntime against PyTorch at pixel_values 2x3x30x30: max abs diff" in out
     record = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
     assert record["files"]["model.onnx"]["sha256"] == file_sha256(tmp_path / "out" / "model.onnx")
+    # The folder loads as a model: its config and processor beside the graph, which runs on what
+    # the processor makes.
+    import numpy as np
+    import onnxruntime
+    import transformers
+    from PIL import Image
+
+    out_dir = tmp_path / "out"
+    assert transformers.AutoConfig.from_pretrained(out_dir).model_type == "vit"
+    processor = transformers.AutoImageProcessor.from_pretrained(out_dir)
+    pixels = processor(images=Image.new("RGB", (40, 40)), return_tensors="np")["pixel_values"]
+    session = onnxruntime.InferenceSession(str(out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"pixel_values": pixels.astype(np.float32)})
+    assert logits.shape[0] == 1 and not list(out_dir.glob("*.safetensors"))
 
     # A folder that is not there is a usage error, found while the arguments are parsed.
     with pytest.raises(SystemExit) as usage:
