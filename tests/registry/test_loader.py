@@ -198,7 +198,7 @@ def test_modes_narrow_the_generated_cases_family_first_then_model(tmp_path: Path
 def test_xclip_has_no_pipeline_case_and_llava_next_has_both_default_modes() -> None:
     """transformers has no zero-shot video classification pipeline: xclip's registry rules it out."""
     registry = load_registries([])
-    settings, hardware = cpu_settings(("pipeline", "from_pretrained")), CPU_ONLY
+    settings, hardware = cpu_settings(("pipeline", "from_pretrained"), scenarios=("forward",)), CPU_ONLY
     entries = registry.select(families=["xclip", "llava_next"], model_set="small")
     ids = [case.id for case in expand(entries, settings, hardware)]
     assert ids == [
