@@ -1,51 +1,87 @@
-"""Plugin import and `pytest --help` with the plugin, against pytest alone, in the same run."""
+"""What the installed plugin costs runs that do not ask for it, against the same runs without it.
+
+Each pair runs the same command with the plugin and with `-p no:hfmodels`, interleaved (so drift
+in the machine's load hits both sides), and reports medians:
+
+- importing the plugin module, against importing pytest alone;
+- `pytest --help`;
+- an unrelated project's one-test file, with and without `-n 2` (pytest-xdist): no --hf-* option,
+  no hf_* ini key, no hf_* fixture, which the plugin must leave alone.
+
+Wall time is what a user waits; CPU time (the process and its children: user + system) is shown
+beside it because on a shared machine it moves much less with the others' load. Ends with one
+JSON line of the figures (medians in ms; ratios plugin / without, of wall and of CPU time).
+
+    .venv/bin/python benchmarks/bench_plugin_load.py [--repeats 11]
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-REPEATS = 7
-EMPTY = tempfile.mkdtemp()
+NO_PLUGIN = ["-p", "no:hfmodels"]
 
 
-def wall(args: list[str]) -> float:
-    """Median wall time of a fresh interpreter running `args`, in ms."""
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, *args], capture_output=True, check=False)
-        if done.returncode not in (0, 5):  # 5: pytest collected no test, which the baseline expects
-            raise SystemExit(f"{args}: exit {done.returncode}: {done.stderr.decode()[-500:]}")
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def once(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall ms and CPU ms (with its children, xdist's workers) of a fresh interpreter running `args`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, check=False)
+    wall = (time.perf_counter() - start) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode()[-800:]
+        raise SystemExit(f"{args}: exit {done.returncode}: {output}")
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return wall, cpu
 
 
 def main() -> None:
-    rows = [
-        (
-            "import pytest",
-            wall(["-c", "import pytest"]),
-            wall(["-c", "import pytest, pytest_hfmodels.plugin"]),
-        ),
-        (
-            "pytest --help",
-            wall(["-m", "pytest", "--help", "-p", "no:hfmodels"]),
-            wall(["-m", "pytest", "--help"]),
-        ),
-        (
-            "pytest --hf-list-models",
-            wall(["-m", "pytest", "--collect-only", "-q", "-p", "no:hfmodels", EMPTY]),
-            wall(["-m", "pytest", "--hf-list-models"]),
-        ),
-    ]
-    print(f"{'what (median of ' + str(REPEATS) + ', ms)':<32}{'baseline':>10}{'with plugin':>13}{'extra':>9}")
-    for name, base, plugin in rows:
-        print(f"{name:<32}{base:>10.0f}{plugin:>13.0f}{plugin - base:>+9.0f}")
-    print("baseline for --hf-list-models: `pytest --collect-only` of an empty folder, without the plugin")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=11)
+    repeats = parser.parse_args().repeats
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)  # an unrelated project: its own rootdir, one plain test
+        (project / "pytest.ini").write_text("[pytest]\n")
+        (project / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+        suite = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"]
+        pairs = {  # figure name: (label, without the plugin, with it)
+            "import": ("import", ["-c", "import pytest"], ["-c", "import pytest, pytest_hfmodels.plugin"]),
+            "help": ("pytest --help", ["-m", "pytest", "--help", *NO_PLUGIN], ["-m", "pytest", "--help"]),
+            "suite": ("one-test suite", [*suite, *NO_PLUGIN], suite),
+            "suite_n2": ("one-test suite -n 2", [*suite, "-n", "2", *NO_PLUGIN], [*suite, "-n", "2"]),
+        }
+        for _, without, with_plugin in pairs.values():  # warm the page cache and the bytecode caches
+            once(without, project), once(with_plugin, project)
+        samples: dict[str, tuple[list[tuple[float, float]], ...]] = {name: ([], []) for name in pairs}
+        for _ in range(repeats):
+            for name, (_, without, with_plugin) in pairs.items():
+                samples[name][0].append(once(without, project))
+                samples[name][1].append(once(with_plugin, project))
+
+    figures: dict[str, float] = {}
+    print(f"median of {repeats}, interleaved, ms; load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"{'':<22}{'wall: without':>14}{'with':>7}{'ratio':>8}{'cpu: without':>15}{'with':>7}{'ratio':>8}")
+    for name, (without, with_plugin) in samples.items():
+        line = f"{pairs[name][0]:<22}"
+        for kind, column in (("", 0), ("cpu_", 1)):
+            base = statistics.median(sample[column] for sample in without)
+            plugin = statistics.median(sample[column] for sample in with_plugin)
+            figures[f"{name}_{kind}without_ms"], figures[f"{name}_{kind}with_ms"] = round(base), round(plugin)
+            figures[f"{name}_{kind}ratio"] = round(plugin / base, 3)
+            line += f"{base:>{14 if column == 0 else 15}.0f}{plugin:>7.0f}{plugin / base:>7.2f}x"
+        print(line)
+    print("import: `import pytest` against `import pytest, pytest_hfmodels.plugin`")
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

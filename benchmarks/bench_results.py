@@ -1,4 +1,4 @@
-"""How fast the results database stores and reports, next to pytest-benchmark's JSON compare.
+"""How fast the results database stores and reports, each figure next to a baseline of the same run.
 
     .venv/bin/python benchmarks/bench_results.py [--rows 100000] [--runs 10]
 
@@ -6,10 +6,18 @@ The rows are SYNTHETIC (a seeded generator, labelled so in every line printed an
 command line): this measures the database and report code, not models. Everything is written
 under a temporary directory, never to the default database.
 
-Measured: ingesting one run of --rows rows (`write_run`, one transaction); with --runs runs
-stored (1M rows by default), the compatibility_matrix view over all of them, `compare_runs`
-of two runs and writing a Markdown report (with plots) of one; and, on the same two runs
-exported as pytest-benchmark JSON files, `pytest-benchmark compare --between median A B`.
+Measured, each with its baseline:
+- ingesting one run of --rows rows (`write_run`: rows -> one Arrow table, secrets scrubbed, one
+  DuckDB transaction), median of --runs runs, against DuckDB alone taking the same rows already
+  as an Arrow table (`INSERT INTO t SELECT * FROM arrow_table`, one transaction, its own file);
+  the two phases of `write_run` are shown under it;
+- with --runs runs stored (1M rows by default): the compatibility_matrix view over all of them,
+  and the Markdown and the HTML report of the latest run, against DuckDB alone reading that run's
+  rows as Arrow (what every report has to read, at the least);
+- on the same two runs exported as pytest-benchmark JSON files, `pytest-benchmark compare
+  --between median A B`, against hfmodels' `compare_runs` of the two runs.
+
+The last line printed is one JSON object of the figures (seconds), baselines included.
 """
 
 from __future__ import annotations
@@ -17,20 +25,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import duckdb
 import numpy as np
+import pyarrow as pa
 
 from pytest_hfmodels.db.environment import RunEnvironment
-from pytest_hfmodels.db.store import open_database, write_run
+from pytest_hfmodels.db.spill import rows_table
+from pytest_hfmodels.db.store import insert_run, open_database, write_run
 from pytest_hfmodels.report.compare import compare_runs
 from pytest_hfmodels.report.write import write_report
 from pytest_hfmodels.results import Measurement, ResultRow
@@ -76,8 +89,9 @@ def _row(model: int, mode: str, hardware: str, batch: int, seq: int, p50: float,
     measured = status == "pass"
     return ResultRow(
         nodeid=f"synthetic.py::test_model[{case}]", case_id=case, model_key=key, model_id=f"synthetic/{key}",
-        family="synthetic", task="feature-extraction", source="synthetic", model_type="bert",
-        architecture="BertModel", mode=mode, hardware=hardware, device_name=f"synthetic {hardware}",
+        family="synthetic", task="feature-extraction", source="synthetic", weights="random",
+        model_type="bert", architecture="BertModel", mode=mode, hardware=hardware,
+        device_name=f"synthetic {hardware}",
         status=status, error_class="RuntimeError" if status == "fail" else None,
         error_message="synthetic failure" if status == "fail" else None, suggested_fix=None,
         duration_s=0.01, worker="main", parameters=4_000_000,
@@ -123,59 +137,139 @@ def timed(action: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - start, result
 
 
-def report_line(what: str, seconds: float, extra: str = "") -> None:
-    print(f"  {what:<68} {seconds:9.3f} s  {extra}".rstrip())
+def report_line(what: str, seconds: float | None, baseline: float | None = None, extra: str = "") -> None:
+    """One figure, and its baseline of the same run beside it (with the ratio) where it has one."""
+    figure = f"{seconds:9.3f} s" if seconds is not None else f"{'failed':>11}"
+    against = f"{baseline:9.3f} s {seconds / baseline:6.2f}x" if seconds is not None and baseline else ""
+    print(f"  {what:<62} {figure} {against:>19}  {extra}".rstrip())
+
+
+def store_table(path: Path, environment: RunEnvironment, table: pa.Table) -> None:
+    """The DuckDB phase of `write_run`: open, one transaction, close (which may checkpoint)."""
+    con = open_database(path)
+    try:
+        insert_run(con, environment, table, 0)
+    finally:
+        con.close()
+
+
+def duckdb_alone(path: Path, table: pa.Table) -> None:
+    """The baseline of an ingest: DuckDB taking rows already in Arrow, in one transaction."""
+    con = duckdb.connect(str(path))
+    try:
+        con.register("arrow_table", table)
+        con.execute("BEGIN TRANSACTION")
+        con.execute("INSERT INTO t SELECT * FROM arrow_table")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def read_run_alone(path: Path, run_id: int) -> int:
+    """The baseline of a report: DuckDB reading one run's rows (both tables) as Arrow."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return sum(
+            con.sql(f"SELECT * FROM {name} WHERE run_id = ?", params=[run_id]).to_arrow_table().num_rows
+            for name in ("hardware_compatibility", "performance_results")
+        )
+    finally:
+        con.close()
+
+
+def timed_report(folder: Path, db: Path, fmt: str) -> tuple[float | None, str]:
+    """`write_report` of the latest run; a failure is printed and leaves the figure empty."""
+    try:
+        seconds, written = timed(lambda: write_report(db, folder / f"report-{fmt}", fmt=fmt))
+    except Exception as exc:  # the report code changes under this script: say why, keep the rest
+        traceback.print_exc()
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    return seconds, f"{len(written)} files"
+
+
+def measure_ingest(
+    folder: Path, db: Path, base: RunEnvironment, runs: list[list[ResultRow]]
+) -> dict[str, float]:
+    """Median `write_run` over `runs` into `db`, each run next to the DuckDB-alone baseline."""
+    alone_db = folder / "duckdb-alone.duckdb"
+    distinct = {id(rows): rows for rows in runs}  # the runs repeat two lists of rows
+    tables = {key: rows_table(rows) for key, rows in distinct.items()}  # the baseline's input, untimed
+    con = duckdb.connect(str(alone_db))
+    con.register("arrow_table", tables[id(runs[0])])
+    con.execute("CREATE TABLE t AS SELECT * FROM arrow_table LIMIT 0")
+    con.close()
+    ingest, alone = [], []
+    for run, rows in enumerate(runs):  # alternating, so a busy moment of the machine hits both
+        seconds, run_id = timed(partial(write_run, db, replace(base, run_uid=f"bench-{run}"), rows))
+        ingest.append(seconds)
+        alone.append(timed(partial(duckdb_alone, alone_db, tables[id(rows)]))[0])
+        if run == 0:
+            report_line(
+                f"first run, {len(rows)} rows (run {run_id})", seconds, alone[0],
+                f"{len(rows) / seconds:,.0f} rows/s",
+            )  # fmt: skip
+    median, median_alone = statistics.median(ingest), statistics.median(alone)
+    report_line(f"write_run, median of {len(runs)} runs", median, median_alone, "(baseline: DuckDB alone)")
+    # The two phases of write_run, in a database of their own: the measured one keeps --runs runs.
+    phases_db = folder / "phases.duckdb"
+    open_database(phases_db).close()
+    convert, store = [], []
+    for run in range(3):
+        seconds, table = timed(partial(rows_table, runs[0]))
+        convert.append(seconds)
+        store.append(timed(partial(store_table, phases_db, replace(base, run_uid=f"phases-{run}"), table))[0])
+    report_line("  of which rows -> Arrow, scrubbed (rows_table), median of 3", statistics.median(convert))
+    report_line("  of which DuckDB: open, insert_run, close, median of 3", statistics.median(store))
+    return {"ingest_100k_rows_s": median, "duckdb_alone_ingest_100k_rows_s": median_alone}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows per run (default 100000)")
     parser.add_argument("--runs", type=int, default=10, help="runs stored before reporting (default 10)")
     parser.add_argument("--skip-pytest-benchmark", action="store_true")
     args = parser.parse_args(argv)
 
     print(f"[{LABEL} data] {args.rows} result rows per run, {args.runs} runs; "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")  # fmt: skip
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, DuckDB {duckdb.__version__}")  # fmt: skip
     run_a = synthetic_rows(args.rows, seed=1)
     run_b = synthetic_rows(args.rows, seed=1, slowdown=1.3)
     base = RunEnvironment.capture([f"bench_results.py ({LABEL} rows)"], [{"label": "synthetic"}])
+    figures: dict[str, Any] = {"rows_per_run": args.rows, "stored_rows": args.rows * args.runs}
 
-    with tempfile.TemporaryDirectory(prefix="hfmodels-bench-") as folder:
-        db = Path(folder) / "bench.duckdb"
+    with tempfile.TemporaryDirectory(prefix="hfmodels-bench-") as tmp:
+        folder = Path(tmp)
+        db = folder / "bench.duckdb"
         open_database(db).close()  # schema creation is not part of ingest
-        print(f"[{LABEL} data] ingest (write_run: Arrow table + one DuckDB transaction)")
-        ingest_times = []
-        for run in range(args.runs):
-            rows = run_b if run == args.runs - 1 else run_a
-            environment = replace(base, run_uid=f"bench-{run}")
-            seconds, run_id = timed(partial(write_run, db, environment, rows))
-            ingest_times.append(seconds)
-            if run == 0:
-                report_line(
-                    f"first run, {len(rows)} rows (run {run_id})",
-                    seconds,
-                    f"{len(rows) / seconds:,.0f} rows/s",
-                )
-        report_line(f"median of {args.runs} runs of {args.rows} rows", float(np.median(ingest_times)))
+        print(f"[{LABEL} data] ingest{'':<57}{'hfmodels':>11} {'baseline':>11} {'ratio':>7}")
+        runs = [run_b if run == args.runs - 1 else run_a for run in range(args.runs)]
+        figures.update(measure_ingest(folder, db, base, runs))
+
         total = args.rows * args.runs
         print(f"[{LABEL} data] reports over {total:,} stored rows ({db.stat().st_size / 2**20:.0f} MiB file)")
         con = open_database(db, read_only=True)
         seconds, cells = timed(lambda: con.execute("SELECT * FROM compatibility_matrix").fetchall())
         con.close()
+        figures["compatibility_matrix_s"] = seconds
         report_line(f"compatibility_matrix view over all runs ({len(cells)} cells)", seconds)
+        read_s, read_rows = timed(partial(read_run_alone, db, args.runs))
+        figures["duckdb_alone_read_run_s"] = read_s
+        for fmt, name in (("markdown", "report_markdown_1m_rows_s"), ("html", "report_html_1m_rows_s")):
+            report_s, extra = timed_report(folder, db, fmt)
+            figures[name] = report_s
+            report_line(f"write_report {fmt}, latest run", report_s, read_s, f"{extra} (baseline: DuckDB "
+                        f"reading that run's {read_rows:,} rows as Arrow)")  # fmt: skip
+
+        figures["pytest_benchmark_compare_s"] = None
         seconds, comparison = timed(lambda: compare_runs(db, 1, args.runs, 10.0))
+        figures["compare_runs_s"] = seconds
         report_line(
             f"compare_runs(1, {args.runs}): {len(comparison.deltas)} cases", seconds,
-            f"{len(comparison.regressions)} regressions > 10%",
+            extra=f"{len(comparison.regressions)} regressions > 10%",
         )  # fmt: skip
-        seconds, written = timed(lambda: write_report(db, Path(folder) / "report", fmt="markdown"))
-        report_line(f"write_report markdown + 2 PNG plots, latest run ({len(written)} files)", seconds)
-        seconds, _ = timed(lambda: write_report(db, Path(folder) / "report-html", fmt="html"))
-        report_line("write_report html (self-contained), latest run", seconds)
-
         if not args.skip_pytest_benchmark:
             print(f"[{LABEL} data] pytest-benchmark compare on the same two runs as JSON files")
-            a_json, b_json = Path(folder) / "0001_a.json", Path(folder) / "0002_b.json"
+            a_json, b_json = folder / "0001_a.json", folder / "0002_b.json"
             pytest_benchmark_json(run_a, a_json)
             pytest_benchmark_json(run_b, b_json)
             entries = len(json.loads(a_json.read_text())["benchmarks"])
@@ -185,11 +279,13 @@ def main(argv: list[str] | None = None) -> int:
                 partial(subprocess.run, command, cwd=folder, capture_output=True, text=True)
             )
             status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-200:]}"
+            figures["pytest_benchmark_compare_s"] = seconds if done.returncode == 0 else None
             report_line(
-                f"pytest-benchmark compare --between median ({entries} benchmarks each)", seconds, status
-            )
-            seconds, comparison = timed(lambda: compare_runs(db, 1, args.runs, 10.0))
-            report_line("hfmodels compare_runs on the same two runs (again)", seconds)
+                f"pytest-benchmark compare --between median ({entries} each)", seconds,
+                figures["compare_runs_s"], f"{status} (baseline: hfmodels compare_runs above)",
+            )  # fmt: skip
+    print(json.dumps({name: round(value, 4) if isinstance(value, float) else value
+                      for name, value in figures.items()}))  # fmt: skip
     return 0
 
 

@@ -133,3 +133,9 @@ class ModelNotCachedError(ModelUnavailableError, ModelFileNotFoundError):
 
 class WeightsFileError(ModelConversionError):
     """A Parquet weights file is unreadable, corrupt, or names a dtype or tensor it cannot supply."""
+
+
+class GenerationUnsupportedError(HFModelsError):
+    """A model cannot be run as a generation loop with past key/values (its architecture has no with-past
+    export here: a vision-language model, an encoder-decoder family without one, a cache of another
+    kind); the message names the model_type and why. Generation cases of it are skipped."""

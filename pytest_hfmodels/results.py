@@ -54,9 +54,12 @@ class Measurement:
     timer: str | None = None  #: which timer produced the latencies
     contended: bool | None = None  #: other xdist workers were running at the same time
     threads: int | None = None  #: intra-op CPU threads the runtime reported using
-    onnx_source: str | None = None  #: huggingface | pytorch_conversion | cache
-    onnx_conversion_status: str | None = None
-    onnx_conversion_time_s: float | None = None
+    #: where the ONNX file came from: huggingface (the repo's own) | pytorch_conversion
+    onnx_source: str | None = None
+    onnx_conversion_status: str | None = None  #: original | converted | failed (no valid export)
+    onnx_conversion_time_s: float | None = None  #: wall time of the conversion that made the file
+    onnx_converted_at: float | None = None  #: when it was converted (Unix time); None for a Hub file
+    onnx_cache_hit: bool | None = None  #: the file came from the cache (converted or downloaded before)
     onnx_local_path: str | None = None
     scenario: str | None = None  #: forward (one call) | generate (greedy decoding of new_tokens)
     new_tokens: int | None = None  #: tokens generated per row, every runtime exactly this many

@@ -40,6 +40,13 @@ VARIED_TEXTS = (
     "A man is eating food.",
     "The weather today is sunny with a light breeze.",
 )
+#: prompts of generation cases, one per batch row in turn. Their lengths differ, so a batch of them is
+#: padded: on the left for decoder-only models, as `generate` expects, so every row's last token is real.
+GENERATION_PROMPTS = (
+    "Hello world, this is",
+    "The quick brown fox jumps over the lazy dog. Paris is",
+    "A man is eating",
+)
 #: the target text whose tokens follow the decoder start token in exported encoder-decoders
 DECODER_TEXT = "the house is wonderful and the weather is sunny today"
 #: what tiny tokenizers are trained on: every sample text above tokenises into learned pieces
@@ -367,3 +374,17 @@ def _need(component: Any, what: str, label: str, modality: str) -> Any:
     if component is None:
         raise ModelConversionError(f"{label} ({modality}) needs a {what}, and the model folder has none")
     return component
+
+
+def generation_prompts(
+    tokenizer: Any, batch: int, input_size: int | None, padding_side: str, return_tensors: str = "np"
+) -> dict[str, Any]:
+    """input_ids and attention_mask of `batch` generation prompts, by the model's own tokenizer: the
+    GENERATION_PROMPTS in turn padded to the longest (on `padding_side`), or with `input_size`, one text
+    of exactly that many tokens in every row."""
+    if input_size is None:
+        texts = [GENERATION_PROMPTS[i % len(GENERATION_PROMPTS)] for i in range(batch)]
+    else:
+        texts = [text_of_tokens(input_size)] * batch
+    made = tokenizer(texts, return_tensors=return_tensors, padding_side=padding_side, **_padding(input_size))
+    return {"input_ids": made["input_ids"], "attention_mask": made["attention_mask"]}

@@ -79,6 +79,7 @@ class RepoSettings:
     tags: tuple[str, ...] = ()
     #: the real Hub copies part of config.json into model info; False tests the client's fallback
     config_in_info: bool = True
+    pipeline_tag: str | None = None  #: the task the Hub lists the model under
 
 
 class RepoStore:
@@ -259,9 +260,10 @@ class HubServer:
         access_token: str | None = None,
         tags: tuple[str, ...] = (),
         config_in_info: bool = True,
+        pipeline_tag: str | None = None,
     ) -> Snapshot:
         if revision == "main" or repo_id not in self.settings:
-            self.settings[repo_id] = RepoSettings(access_token, tags, config_in_info)
+            self.settings[repo_id] = RepoSettings(access_token, tags, config_in_info, pipeline_tag)
         return self.store.add(repo_id, files, revision)
 
     @property
@@ -433,6 +435,8 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             "tags": list(settings.tags),
             "siblings": [{"rfilename": path} for path in snapshot.files],
         }
+        if settings.pipeline_tag:
+            info["pipeline_tag"] = settings.pipeline_tag
         config = snapshot.config()
         if config is not None and settings.config_in_info:
             info["config"] = {k: config[k] for k in ("architectures", "model_type") if k in config}

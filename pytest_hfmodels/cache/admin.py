@@ -138,9 +138,10 @@ def clean(root: Path, policy: CleanPolicy, now: float | None = None, dry_run: bo
     return CleanReport(tuple(removed), tuple(busy), size_before, size, tuple(locks))
 
 
-def clean_if_needed(root: Path) -> CleanReport | None:
-    """The automatic clean-up: only of a tagged cache, only when it exceeds CACHE_CLEANUP_THRESHOLD GB."""
-    policy = CleanPolicy.from_env()
+def clean_if_needed(root: Path, policy: CleanPolicy | None = None) -> CleanReport | None:
+    """The automatic clean-up: only of a tagged cache, only when it exceeds the policy's size
+    (default: CACHE_CLEANUP_THRESHOLD GB, entries idle CACHE_CLEANUP_MIN_AGE_DAYS)."""
+    policy = policy or CleanPolicy.from_env()
     if not Path(root).is_dir() or not is_cache_root(Path(root)):
         return None
     if sum(e.size for e in list_entries(root) if not e.foreign) <= policy.max_size_bytes:

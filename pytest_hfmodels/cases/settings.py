@@ -24,6 +24,8 @@ MODEL_SETS = (*SET_NAMES, "all", "custom")
 DEFAULT_BATCH_SIZES = (1, 4, 8)
 DEFAULT_SEQ_LENGTHS = (32, 128)
 DEFAULT_AUDIO_SECONDS = (1, 5)
+#: where repos put their own ONNX export, looked for in this order before converting (--hf-onnx-file)
+DEFAULT_ONNX_FILES = ("onnx/model.onnx", "model.onnx")
 #: what a case measures: one forward call, or greedy decoding of `new_tokens` tokens
 SCENARIOS = ("forward", "generate")
 #: tokens each generate case decodes (every runtime exactly this many: EOS is ignored)
@@ -79,6 +81,8 @@ class Settings:
     #: the scenarios asked for; () by default: both where the model generates, forward elsewhere
     scenarios: tuple[str, ...] = ()
     new_tokens: int = DEFAULT_NEW_TOKENS
+    #: the repo files the exported modes use before converting a Hub model (the first one present)
+    onnx_files: tuple[str, ...] = DEFAULT_ONNX_FILES
 
 
 def split_list(values: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -130,6 +134,11 @@ def build_settings(
     )
     if len(new_tokens) != 1:
         raise OptionError(f"--hf-new-tokens: {new_tokens} is not one positive integer")
+
+    onnx_files = split_list(getoption("hf_onnx_file")) or split_list(getini("hf_onnx_file"))
+    for name in onnx_files:
+        if not name.endswith(".onnx") or name.startswith("/") or ".." in name.split("/"):
+            raise OptionError(f"--hf-onnx-file: {name!r} is not a relative path of an .onnx file in a repo")
 
     all_hw, cpu_only = bool(getoption("hf_all_hardware")), bool(getoption("hf_cpu_only"))
     listed = getoption("hf_hardware") or getini("hf_hardware")
@@ -190,6 +199,7 @@ def build_settings(
         weights=weights,
         scenarios=scenarios,
         new_tokens=new_tokens[0],
+        onnx_files=onnx_files or DEFAULT_ONNX_FILES,
         suite_requested=selection_given,
         models_file=_models_file(model_set, getoption("hf_models_file") or getini("hf_models_file"), rootdir),
         pool_memory_mb=_pool_budget(getoption("hf_pool_memory_mb") or getini("hf_pool_memory_mb")),

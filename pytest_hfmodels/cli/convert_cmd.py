@@ -84,6 +84,18 @@ def register(subparsers: Any) -> None:
     onnx = parser.add_argument_group("onnx")
     onnx.add_argument("--opset", type=positive_int, default=18, help="ONNX opset (default: 18)")
     onnx.add_argument(
+        "--model-type",
+        dest="onnx_model_type",
+        help="config.json model_type: checked against the config, or naming the export spec when "
+        "the config has none",
+    )
+    onnx.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="where conversions are cached (default: HFMODELS_CACHE, else ~/.cache/pytest-hfmodels)",
+    )
+    onnx.add_argument(
         "--exporter",
         choices=("legacy", "dynamo"),
         default=None,
@@ -104,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_onnx(args: argparse.Namespace) -> int:
     """Convert `args.model` to ONNX into `args.output`; print where it went and how it validated."""
+    from pytest_hfmodels.cache.admin import clean_if_needed
     from pytest_hfmodels.convert.onnx.cached import export_onnx
-    from pytest_hfmodels.convert.onnx.from_hub import model_folder
+    from pytest_hfmodels.convert.onnx.from_hub import export_spec_for, model_folder
 
     quiet = bool(getattr(args, "quiet", False))
     if getattr(args, "validate", True) is False and not quiet:
@@ -115,15 +128,18 @@ def _run_onnx(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     model_dir = model_folder(str(args.model))
+    cache_root = getattr(args, "cache_dir", None) or default_cache_root()
     export = export_onnx(
         model_dir,
-        default_cache_root(),
+        cache_root,
+        export_spec_for(str(args.model), model_dir, getattr(args, "onnx_model_type", None)),
         opset=getattr(args, "opset", None),
         exporter=getattr(args, "exporter", None),
         model_id=str(args.model),
         progress=not quiet and sys.stderr.isatty(),
     )
     written = _copy_out(export, Path(args.output), model_dir)
+    clean_if_needed(cache_root)  # as the plugin does at session end: the cache stays under its limit
     if not quiet:
         print(_onnx_summary(export, written))
     return 0

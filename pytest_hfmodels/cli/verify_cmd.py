@@ -44,7 +44,19 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--output", type=file_path_to_write, help="write the per-model results as JSON here")
     verify.add_argument("--check-exists", action="store_true", help="only check existence, download nothing")
     verify.add_argument("--convert", action="store_true", help="convert when the Hub lacks the file")
-    verify.add_argument("--model-type", help="model type passed to the converter")
+    verify.add_argument("--model-type", help="config.json model_type passed to the converter")
+    verify.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="where conversions go (default: HFMODELS_CACHE, else ~/.cache/pytest-hfmodels)",
+    )
+    verify.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="store what was verified and converted (conversion attempts, Hub files) in this database",
+    )
     verify.add_argument(
         "--workers", type=positive_int, default=4, help="parallel checks (default: %(default)s)"
     )
@@ -66,17 +78,28 @@ def _add_hub_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from pytest_hfmodels.cache.admin import clean_if_needed
     from pytest_hfmodels.convert.onnx.verify import ModelFileVerifier
+    from pytest_hfmodels.db.conversions import record_verifications
 
     entries = _entries(args)
     if not entries:
         raise OptionError("name models as arguments, --models, --model-file or --batch")
     verifier = ModelFileVerifier(
-        token=args.token, offline=args.offline, revision=args.revision, allow_conversion=args.convert
+        cache_dir=args.cache_dir,
+        huggingface_token=args.token,
+        offline=args.offline,
+        revision=args.revision,
+        allow_conversion=args.convert,
     )
     results = verifier.batch_verify_models(entries, max_workers=args.workers, check_only=args.check_exists)
+    clean_if_needed(verifier.cache_dir)  # as the plugin does at session end
     for result in results:
         _print_result(result, quiet=args.quiet, check_only=args.check_exists)
+    if args.db is not None:
+        stored = record_verifications(args.db, results)
+        if not args.quiet:
+            print(f"stored {stored} verification(s) in {args.db}")
     if args.output is not None:
         try:
             args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -85,20 +85,38 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
                 SELECT m.new_id, {_quoted(columns, "s.")}
                 FROM {_SOURCE}.{table} s JOIN run_map m ON s.run_id = m.old_id"""
         )
-    conversion_columns = _columns(con, "onnx_conversions")
-    # The later export wins; counts take the larger side so that merging twice changes nothing.
-    updates = ", ".join(
-        f'"{c}" = CASE WHEN EXCLUDED.converted_at > onnx_conversions.converted_at '
-        f'THEN EXCLUDED."{c}" ELSE onnx_conversions."{c}" END'
-        for c in conversion_columns
-        if c not in ("model_id", "onnx_path", "use_count", "last_used_at")
+    # Conversion attempts: an attempt is the same one when its model, file, time and hash agree
+    # (merging twice adds nothing); it gets a new id here. The same successful conversion seen
+    # by both sides keeps the larger use count and the later use.
+    attempt_columns = [name for name in _columns(con, "onnx_conversions") if name != "id"]
+    con.execute(
+        f"""UPDATE onnx_conversions c SET use_count = greatest(c.use_count, s.use_count),
+                last_used = greatest(c.last_used, s.last_used)
+            FROM {_SOURCE}.onnx_conversions s
+            WHERE c.model_id = s.model_id AND c.onnx_path = s.onnx_path
+                  AND c.conversion_time = s.conversion_time AND c.sha256 IS NOT DISTINCT FROM s.sha256"""
     )
     con.execute(
-        f"""INSERT INTO onnx_conversions ({_quoted(conversion_columns)})
-            SELECT {_quoted(conversion_columns)} FROM {_SOURCE}.onnx_conversions
-            ON CONFLICT (model_id, onnx_path) DO UPDATE SET {updates},
-                use_count = greatest(EXCLUDED.use_count, onnx_conversions.use_count),
-                last_used_at = greatest(EXCLUDED.last_used_at, onnx_conversions.last_used_at)"""
+        f"""INSERT INTO onnx_conversions ({_quoted(attempt_columns)})
+            SELECT {_quoted(attempt_columns, "s.")} FROM {_SOURCE}.onnx_conversions s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM onnx_conversions c
+                WHERE c.model_id = s.model_id AND c.onnx_path = s.onnx_path
+                      AND c.conversion_time = s.conversion_time AND c.sha256 IS NOT DISTINCT FROM s.sha256)
+            ORDER BY s.conversion_time, s.id"""
+    )
+    hub_columns = _columns(con, "onnx_hub_files")
+    # The later check wins.
+    updates = ", ".join(
+        f'"{c}" = CASE WHEN EXCLUDED.checked_at > onnx_hub_files.checked_at '
+        f'THEN EXCLUDED."{c}" ELSE onnx_hub_files."{c}" END'
+        for c in hub_columns
+        if c not in ("model_id", "onnx_path")
+    )
+    con.execute(
+        f"""INSERT INTO onnx_hub_files ({_quoted(hub_columns)})
+            SELECT {_quoted(hub_columns)} FROM {_SOURCE}.onnx_hub_files
+            ON CONFLICT (model_id, onnx_path) DO UPDATE SET {updates}"""
     )
     added_row = con.execute("SELECT count(*) FROM run_map").fetchone()
     added = int(added_row[0]) if added_row else 0

@@ -9,6 +9,10 @@ marks runs stored from the journal of a killed session. Version 6 says whether a
 model's weights were pretrained or seeded random. Version 7 names the process peak for what it is
 and adds the memory that belongs to the model, the generate scenario's figures (time to first
 token, per-token latency, the digest of the generated ids) and a sample of each case's output.
+Version 8 keeps the original tools' ONNX tracking contract: onnx_conversions with their columns,
+one row per conversion attempt (failures included); the ONNX files found on the Hub; one
+model_onnx_registry row per model with its onnx_status; the performance rows' conversion
+timestamp, and whether a run reused the cache as a column of its own.
 Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
 """
 
@@ -230,6 +234,116 @@ SCHEMA_V7: tuple[str, ...] = (
     "ALTER TABLE performance_results ADD COLUMN output_sample VARCHAR",
 )
 
+# Per model: the Hub's ONNX first (the modes use it before converting), else its latest
+# conversion attempt, a successful one before failures.
+_MODEL_ONNX_REGISTRY = """CREATE VIEW model_onnx_registry AS
+    WITH attempts AS (
+        SELECT *, row_number() OVER (
+            PARTITION BY model_id ORDER BY conversion_success DESC, conversion_time DESC, id DESC) AS rank
+        FROM onnx_conversions),
+    hub AS (
+        SELECT model_id, any_value(onnx_path) AS onnx_path, any_value(local_path) AS local_path,
+               any_value(file_size_bytes) AS file_size_bytes
+        FROM (SELECT model_id, onnx_path, local_path, file_size_bytes FROM onnx_hub_files WHERE found
+              UNION ALL
+              SELECT model_id, NULL, onnx_local_path, NULL FROM performance_results
+              WHERE onnx_source = 'huggingface')
+        GROUP BY model_id)
+    SELECT m.model_id, m.model_name, m.model_key, m.family, coalesce(a.model_type, m.model_type) AS model_type,
+           CASE WHEN hub.model_id IS NOT NULL THEN 'available_on_hub'
+                WHEN a.conversion_success THEN 'available_converted'
+                WHEN a.model_id IS NOT NULL THEN 'conversion_failed'
+                ELSE 'unknown' END AS onnx_status,
+           CASE WHEN hub.model_id IS NOT NULL THEN hub.local_path ELSE a.local_path END AS onnx_local_path,
+           coalesce(hub.onnx_path, a.onnx_path) AS onnx_path,
+           a.conversion_time, a.opset_version,
+           CASE WHEN hub.model_id IS NOT NULL THEN hub.file_size_bytes ELSE a.file_size_bytes END
+               AS file_size_bytes,
+           a.use_count, a.conversion_success, a.error_message, a.verification_status, a.exporter, a.sha256,
+           a.max_abs_diff, a.conversion_seconds
+    FROM (SELECT model_id, any_value(model_name) AS model_name, any_value(model_key) AS model_key,
+                 any_value(family) AS family, any_value(model_type) AS model_type
+          FROM (SELECT model_id, model_name, model_key, family, model_type FROM models
+                UNION ALL SELECT model_id, NULL, NULL, NULL, model_type FROM onnx_conversions
+                UNION ALL SELECT model_id, NULL, NULL, NULL, NULL FROM onnx_hub_files)
+          GROUP BY model_id) m
+    LEFT JOIN attempts a ON a.model_id = m.model_id AND a.rank = 1
+    LEFT JOIN hub ON hub.model_id = m.model_id"""
+
+SCHEMA_V8: tuple[str, ...] = (
+    "DROP VIEW model_onnx_registry",
+    "DROP MACRO has_converted_onnx",
+    "DROP MACRO get_onnx_status",
+    # The original tools' view reads models.model_name.
+    "ALTER TABLE models ADD COLUMN model_name VARCHAR",
+    "UPDATE models SET model_name = coalesce(model_key, model_id)",
+    "CREATE SEQUENCE onnx_conversions_id_seq START 1",
+    """CREATE TABLE onnx_conversion_attempts (
+        id BIGINT PRIMARY KEY DEFAULT nextval('onnx_conversions_id_seq'),
+        model_id VARCHAR NOT NULL,
+        model_type VARCHAR,
+        onnx_path VARCHAR NOT NULL,        -- file name inside the repo the export stands for
+        local_path VARCHAR,                -- where the exported file lies on the converting machine
+        conversion_time TIMESTAMP NOT NULL,  -- when the attempt ended (UTC)
+        conversion_config JSON,            -- export settings (spec, exporters tried, tolerances...)
+        conversion_success BOOLEAN NOT NULL DEFAULT true,
+        error_message VARCHAR,
+        opset_version INTEGER,
+        file_size_bytes BIGINT,
+        verification_status VARCHAR,       -- validated (agrees with PyTorch) | failed
+        last_used TIMESTAMP,
+        use_count BIGINT NOT NULL DEFAULT 1,
+        exporter VARCHAR,
+        sha256 VARCHAR,
+        max_abs_diff DOUBLE,               -- largest |onnx - pytorch| seen in validation
+        conversion_seconds DOUBLE          -- wall time of the conversion
+    )""",
+    """INSERT INTO onnx_conversion_attempts (model_id, model_type, onnx_path, local_path, conversion_time,
+           conversion_config, conversion_success, error_message, opset_version, file_size_bytes,
+           verification_status, last_used, use_count, exporter, sha256, max_abs_diff, conversion_seconds)
+       SELECT model_id, model_type, onnx_path, local_path, converted_at, config, success, error, opset,
+              file_size_bytes, CASE WHEN success THEN 'validated' ELSE 'failed' END, last_used_at,
+              use_count, exporter, sha256, max_abs_diff, conversion_time_s
+       FROM onnx_conversions ORDER BY converted_at, model_id, onnx_path""",
+    "DROP TABLE onnx_conversions",
+    "ALTER TABLE onnx_conversion_attempts RENAME TO onnx_conversions",
+    """CREATE TABLE onnx_hub_files (
+        model_id VARCHAR NOT NULL,
+        onnx_path VARCHAR NOT NULL,        -- the file in the repo
+        found BOOLEAN NOT NULL,            -- the repo has it
+        local_path VARCHAR,                -- where it was downloaded
+        file_size_bytes BIGINT,
+        verification_status VARCHAR,       -- validated | mismatch | fetched (not compared)
+        max_abs_diff DOUBLE,
+        checked_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (model_id, onnx_path)
+    )""",
+    # The rows' ONNX columns as the original tools define them: onnx_source says where the file
+    # came from (huggingface | pytorch_conversion), onnx_conversion_status original | converted,
+    # onnx_conversion_time when it was converted; whether this run reused the cache is its own column.
+    "ALTER TABLE performance_results RENAME COLUMN onnx_conversion_time TO onnx_conversion_seconds",
+    "ALTER TABLE performance_results ADD COLUMN onnx_conversion_time TIMESTAMP",
+    "ALTER TABLE performance_results ADD COLUMN onnx_cache_hit BOOLEAN",
+    """UPDATE performance_results SET onnx_cache_hit = (onnx_source = 'cache'),
+           onnx_source = 'pytorch_conversion', onnx_conversion_status = 'converted'
+       WHERE onnx_source IN ('cache', 'pytorch_conversion')""",
+    _MODEL_ONNX_REGISTRY,
+    # Macro parameters must not share a column's name, or DuckDB reports a conflict.
+    """CREATE MACRO has_converted_onnx(for_model) AS
+        EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model AND c.conversion_success)""",
+    # The original tools' answers (converted, conversion_failed, unknown), the Hub's file first.
+    """CREATE MACRO get_onnx_status(for_model) AS
+        CASE WHEN EXISTS (SELECT 1 FROM onnx_hub_files h WHERE h.model_id = for_model AND h.found)
+                  OR EXISTS (SELECT 1 FROM performance_results p
+                             WHERE p.model_id = for_model AND p.onnx_source = 'huggingface')
+                 THEN 'available_on_hub'
+             WHEN EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model AND c.conversion_success)
+                 THEN 'converted'
+             WHEN EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model)
+                 THEN 'conversion_failed'
+             ELSE 'unknown' END""",
+)
+
 #: statements that bring a database from version N-1 to N, by N
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: SCHEMA_V1,
@@ -239,6 +353,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: SCHEMA_V5,
     6: SCHEMA_V6,
     7: SCHEMA_V7,
+    8: SCHEMA_V8,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -9,11 +9,13 @@ of one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import json
 import operator
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,10 +62,28 @@ def row_schema() -> pa.Schema:
 
 _ROW_GETTER = operator.attrgetter(*(f.name for f in ROW_FIELDS))
 _MEASUREMENT_GETTER = operator.attrgetter(*(f.name for f in MEASUREMENT_FIELDS))
+_MEASUREMENT_OF = operator.attrgetter("measurement")
+
+#: every Hugging Face token by shape starts with this text (HF_TOKEN_PATTERN); a column without it
+#: anywhere holds no token, and skips the regex, the one costly kernel of scrubbing
+TOKEN_PREFIX = "hf_"
 
 
-def _transpose(records: list[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
-    return list(zip(*records, strict=True)) if records else [() for _ in range(width)]
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (restored after it).
+
+    Turning 100k rows into tuples or dicts allocates as many containers, which sets off full
+    collections that walk every live row again: a quarter of the conversion's time. What the block
+    allocates holds primitives only, so nothing is left for the collector to find.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def rows_table(rows: Iterable[ResultRow]) -> pa.Table:
@@ -71,33 +91,39 @@ def rows_table(rows: Iterable[ResultRow]) -> pa.Table:
     import pyarrow as pa
 
     schema = row_schema()
+    row_type = pa.struct(list(schema)[: len(ROW_FIELDS)])
+    measurement_type = pa.struct(list(schema)[len(ROW_FIELDS) :])
     unique = list({row.case_id: row for row in rows}.values())
-    # One C-level attrgetter call per row, then a transpose: per-field getattr loops cost seconds
-    # at 100k rows.
-    row_values = _transpose([_ROW_GETTER(row) for row in unique], len(ROW_FIELDS))
-    measurement_values = _transpose(
-        [_MEASUREMENT_GETTER(row.measurement) for row in unique], len(MEASUREMENT_FIELDS)
-    )
-    columns = [
-        pa.array(values, schema.field(f.name).type)
-        for f, values in zip(
-            (*ROW_FIELDS, *MEASUREMENT_FIELDS), (*row_values, *measurement_values), strict=True
+    with collector_paused():
+        # One C-level attrgetter call per row gives a tuple, and Arrow converts the list of tuples
+        # to a struct array in C++: no per-field Python loop, no transpose (0.6 s of 1.8 s at 100k
+        # rows). The converter is the one a per-column pa.array uses: same types, same errors.
+        row_values = pa.array(list(map(_ROW_GETTER, unique)), row_type)
+        measurement_values = pa.array(
+            list(map(_MEASUREMENT_GETTER, map(_MEASUREMENT_OF, unique))), measurement_type
         )
-    ]
-    return pa.Table.from_arrays([scrub_text_array(column) for column in columns], schema=schema)
+    columns = [*row_values.flatten(), *measurement_values.flatten()]
+    secrets = secret_values()  # once per table, not once per column
+    return pa.Table.from_arrays([scrub_text_array(column, secrets) for column in columns], schema=schema)
 
 
-def scrub_text_array(array: pa.Array) -> pa.Array:
-    """`scrub_secrets` for a whole Arrow column at once (other types pass through)."""
+def scrub_text_array(array: pa.Array, secrets: Sequence[str] | None = None) -> pa.Array:
+    """`scrub_secrets` for a whole Arrow column at once (other types pass through).
+
+    `secrets`: the token values to redact, `secret_values()` when not given.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not pa.types.is_string(array.type):
         return array
     # Column-wise in Arrow's kernels: per-value Python regexes cost more than the insert itself.
-    for value in secret_values():
+    for value in secret_values() if secrets is None else secrets:
         array = pc.replace_substring(array, value, REDACTED)
-    return pc.replace_substring_regex(array, HF_TOKEN_PATTERN.pattern, REDACTED)
+    # The regex costs 3x a plain substring search: run it only on a column that has the prefix.
+    if pc.any(pc.match_substring(array, TOKEN_PREFIX)).as_py():
+        array = pc.replace_substring_regex(array, HF_TOKEN_PATTERN.pattern, REDACTED)
+    return array
 
 
 @dataclass(frozen=True)

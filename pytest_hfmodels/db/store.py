@@ -114,8 +114,12 @@ def open_database(
 
 
 def _devices_of(table: pa.Table) -> list[tuple[str, str | None]]:
-    labels = table.column("hardware").to_pylist()
-    return list(zip(labels, table.column("device_name").to_pylist(), strict=True))
+    # Distinct pairs in Arrow's hash kernel: a run has a few devices, and a Python loop over 100k
+    # rows for them cost more than DuckDB's insert of a table.
+    pairs = table.select(["hardware", "device_name"]).group_by(["hardware", "device_name"]).aggregate([])
+    return list(
+        zip(pairs.column("hardware").to_pylist(), pairs.column("device_name").to_pylist(), strict=True)
+    )
 
 
 def _hardware_rows(environment: RunEnvironment, table: pa.Table) -> list[list[Any]]:
@@ -228,12 +232,15 @@ def _insert_test_run(
 
 def _upsert_models(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
-        """INSERT INTO models
-           SELECT model_id, any_value(model_key), any_value(family), any_value(task), any_value(source),
-                  any_value(model_type), any_value(architecture), any_value(parameters)
+        """INSERT INTO models BY NAME
+           SELECT model_id, any_value(model_key) AS model_key, any_value(family) AS family,
+                  any_value(task) AS task, any_value(source) AS source, any_value(model_type) AS model_type,
+                  any_value(architecture) AS architecture, any_value(parameters) AS parameters,
+                  any_value(model_key) AS model_name  -- the original tools' name for it
            FROM incoming_rows GROUP BY model_id
            ON CONFLICT (model_id) DO UPDATE SET
                model_key = coalesce(EXCLUDED.model_key, models.model_key),
+               model_name = coalesce(EXCLUDED.model_name, models.model_name),
                family = coalesce(EXCLUDED.family, models.family),
                task = coalesce(EXCLUDED.task, models.task),
                source = coalesce(EXCLUDED.source, models.source),
@@ -280,7 +287,9 @@ def _insert_performance(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
                    process_peak_rss_mb, weights_mb, model_load_mb, inference_peak_mb, device_peak_mb,
                    load_time_s, model_reused, first_call_ms, iterations, warmup, timer, contended,
                    threads, onnx_source,
-                   onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_time, onnx_local_path,
+                   onnx_conversion_status, onnx_conversion_time_s AS onnx_conversion_seconds,
+                   make_timestamp(CAST(onnx_converted_at * 1e6 AS BIGINT)) AS onnx_conversion_time,
+                   onnx_cache_hit, onnx_local_path,
                    coalesce(scenario, 'forward') AS scenario, new_tokens, ttft_ms, tpot_ms, tpot_p90_ms,
                    decode_tokens_per_s, prefill_tokens_per_s, output_digest, output_sample
             FROM incoming_rows WHERE {measured}""",

@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_hfmodels.cases.expand import Case
 from pytest_hfmodels.cases.settings import MeasureConfig
-from pytest_hfmodels.errors import CaseFailedError
+from pytest_hfmodels.errors import CaseFailedError, ModelConversionError
 from pytest_hfmodels.execution.failures import classify
 from pytest_hfmodels.execution.measure import (
     GenerationTiming,
@@ -24,6 +24,7 @@ from pytest_hfmodels.execution.measure import (
 )
 from pytest_hfmodels.results import Measurement, ResultRow
 from pytest_hfmodels.runners import Runner
+from pytest_hfmodels.runners.output_sample import describe_outputs
 
 
 @dataclass
@@ -56,6 +57,7 @@ class CaseRecord:
             )
             if check:
                 runner.check(inputs, outputs)
+            self.output_sample = describe_outputs(runner, inputs, outputs)
         # What the runtime really computed in (OpenVINO may pick bf16 on its own, say).
         self.measured(
             precision=getattr(runner, "precision", None),
@@ -208,9 +210,14 @@ class CaseRecord:
     ) -> ResultRow:
         entry = self.case.entry
         error_class = error_message = suggested_fix = None
+        measurement = dataclasses.replace(self.measurement, scenario=self.case.scenario)
         if error is not None:
             failure = classify(error)
             error_class, error_message, suggested_fix = failure.name, failure.cause, failure.suggested_fix
+            if _conversion_failed(error):  # no valid ONNX export: the conversion registry keeps the attempt
+                measurement = dataclasses.replace(
+                    measurement, onnx_source="pytorch_conversion", onnx_conversion_status="failed"
+                )
         elif skip_reason is not None:
             error_message = skip_reason.removeprefix("Skipped: ")  # pytest's prefix says what status says
         return ResultRow(
@@ -234,7 +241,7 @@ class CaseRecord:
             duration_s=duration_s,
             worker=worker,
             parameters=self.parameters,
-            measurement=dataclasses.replace(self.measurement, scenario=self.case.scenario),
+            measurement=measurement,
             output_sample=self.output_sample,
         )
 
@@ -245,11 +252,24 @@ def _onnx_fields(runner: Runner) -> dict[str, Any]:
     if onnx is None:
         return {}
     return {
-        "onnx_source": onnx.source,
-        "onnx_conversion_status": onnx.status,
+        "onnx_source": "pytorch_conversion",
+        "onnx_conversion_status": "converted",
         "onnx_conversion_time_s": onnx.seconds,
+        "onnx_converted_at": onnx.created_at,
+        "onnx_cache_hit": not onnx.converted_now,
         "onnx_local_path": str(onnx.path),
     }
+
+
+def _conversion_failed(error: BaseException) -> bool:
+    current: BaseException | None = error
+    seen: list[BaseException] = []
+    while current is not None and current not in seen:
+        if isinstance(current, ModelConversionError):
+            return True
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _generation_export_fields(runner: Runner) -> dict[str, Any]:
@@ -258,12 +278,13 @@ def _generation_export_fields(runner: Runner) -> dict[str, Any]:
     export = getattr(runner, "generation_export", None)
     if export is None:
         return {}
-    converted = export.source == "pytorch_conversion"
+    converted = export.converted_now
     load_s = getattr(runner, "generation_load_s", None)
     return {
-        "onnx_source": export.source,
-        "onnx_conversion_status": "converted" if converted else "cached",
+        "onnx_source": "pytorch_conversion",
+        "onnx_conversion_status": "converted",
         "onnx_conversion_time_s": export.seconds,
+        "onnx_cache_hit": not converted,
         "onnx_local_path": str(export.path),
         **({} if load_s is None else {"load_time_s": load_s - (export.seconds if converted else 0.0)}),
     }

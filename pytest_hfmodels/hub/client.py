@@ -9,6 +9,7 @@ say so (``from_cache=True``, or `ModelNotCachedError` "offline and not cached").
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -95,6 +96,7 @@ class ModelMetadata:
     tags: tuple[str, ...]
     #: read from the local cache (offline): files lists only what is cached
     from_cache: bool = False
+    pipeline_tag: str | None = None  #: the task the Hub lists the model under; None offline
 
     @property
     def onnx_files(self) -> tuple[str, ...]:
@@ -163,6 +165,15 @@ class HubClient:
         target = HubTarget(self.endpoint, repo_id, revision, filename)
         return with_retries(found, self.policy, target, answer=missing)
 
+    def cached_file(self, repo_id: str, filename: str, revision: str | None = None) -> Path | None:
+        """The file's path in the HF cache when a download left it there; None otherwise. Asks
+        no one: a dead Hub does not stop a file fetched before from being used."""
+        _check_repo_file(repo_id, filename)
+        cached = try_to_load_from_cache(
+            repo_id, filename, cache_dir=self.cache_dir, revision=revision or "main"
+        )
+        return Path(cached) if isinstance(cached, str) else None
+
     def file_exists(self, repo_id: str, filename: str, revision: str | None = None) -> bool:
         """False when the repo, revision or file is missing; raises when the Hub cannot answer."""
         return self.lookup(repo_id, filename, revision).exists
@@ -180,7 +191,9 @@ class HubClient:
         if "model_type" not in config and "config.json" in files:
             # The Hub copies config.json into model info only for some repos: read the file itself.
             config = _config_or_empty(self.download(repo_id, "config.json", revision=revision).parent)
-        return _metadata(repo_id, rev, info.sha, config, files, tuple(info.tags or ()), from_cache=False)
+        metadata = _metadata(repo_id, rev, info.sha, config, files, tuple(info.tags or ()), from_cache=False)
+        tag = getattr(info, "pipeline_tag", None)
+        return dataclasses.replace(metadata, pipeline_tag=tag) if isinstance(tag, str) else metadata
 
     repo_info = model_metadata
 

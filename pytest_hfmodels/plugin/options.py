@@ -97,6 +97,13 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help=f"tokens each generate case decodes, EOS ignored (default {DEFAULT_NEW_TOKENS})",
     )
+    add(
+        "--hf-onnx-file",
+        action="append",
+        metavar="PATH",
+        help="the repo's own ONNX file the onnxruntime and openvino modes use before converting, "
+        "comma list tried in order (default: onnx/model.onnx, then model.onnx)",
+    )
     # The input sweep
     add("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1,4,8)")
     add("--hf-seq-lengths", metavar="LIST", help="text lengths in tokens, comma list (default 32,128)")
@@ -150,6 +157,7 @@ def add_options(parser: pytest.Parser) -> None:
     ini("hf_verify_cache", "rehash every cached file before use (true/false)", default="false")
     ini("hf_scenarios", "default scenarios, comma list (forward, generate)", default="")
     ini("hf_new_tokens", "tokens each generate case decodes", default="")
+    ini("hf_onnx_file", "the repo's own ONNX files to use before converting, comma list", default="")
     ini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
     ini("hf_seq_lengths", "text lengths in tokens to measure, comma list", default="")
     ini("hf_audio_seconds", "audio lengths in seconds to measure, comma list", default="")

@@ -7,7 +7,8 @@ killed session loses nothing: the next session that stores a run stores the jour
 ones first, as interrupted runs. At session end the controller stores its rows in one transaction
 (`db.store.store_run`, which spills to a file when the database is locked), removes its journal
 and, when asked, writes the per-run JSON of the original verification tools
-(`report.tools_json`). Nothing heavy is imported here: duckdb and pyarrow load inside `db` calls.
+(`report.tools_json`). The recorder exists only once a row arrived (`activation.RowWatcher`), and
+the `db` and `report` modules are imported by the calls that use them (duckdb and pyarrow inside).
 Its options are declared with the others in `options` and read into `Settings`.
 """
 
@@ -15,19 +16,24 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hfmodels.db.conversions import record_run_conversions
-from pytest_hfmodels.db.environment import RunEnvironment
-from pytest_hfmodels.db.journal import RunJournal, recover_journals
-from pytest_hfmodels.db.store import StoredRun, store_run
 from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.plugin.session import detected_hardware, plugin_session
-from pytest_hfmodels.report.tools_json import write_results_json
 from pytest_hfmodels.results import USER_PROPERTY, ResultRow
+
+if TYPE_CHECKING:
+    from pytest_hfmodels.db.environment import RunEnvironment
+    from pytest_hfmodels.db.journal import RunJournal
+    from pytest_hfmodels.db.store import StoredRun
+
+
+def is_row(entry: tuple[str, object]) -> bool:
+    """A `user_properties` entry carrying a result row."""
+    return len(entry) == 2 and entry[0] == USER_PROPERTY
 
 
 def _row_from_property(value: object) -> ResultRow | None:
@@ -42,9 +48,9 @@ def _row_from_property(value: object) -> ResultRow | None:
 class ResultRecorder:
     """Collects rows on the controller and stores them at session end."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, started_at: datetime) -> None:
         self.config = config
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = started_at
         self.rows: dict[str, ResultRow] = {}  #: by case id: a row arrives with every phase's report
         self.malformed = 0
         self.stored: StoredRun | None = None
@@ -57,12 +63,9 @@ class ResultRecorder:
         self.journal: RunJournal | None = None
         self._journal_failed = False  #: warned once; rows are still stored at session end
 
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.started_at = datetime.now(timezone.utc)
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for entry in report.user_properties:
-            if len(entry) != 2 or entry[0] != USER_PROPERTY:
+            if not is_row(entry):
                 continue
             row = _row_from_property(entry[1])
             if row is None:
@@ -77,6 +80,8 @@ class ResultRecorder:
             return
         if self.environment is None:
             self.environment = self._capture()
+        from pytest_hfmodels.db.journal import RunJournal
+
         try:
             if self.journal is None:
                 self.journal = RunJournal(self.db_path, self.environment)
@@ -100,11 +105,15 @@ class ResultRecorder:
             self._recover()
             self._store(environment, rows, int(exitstatus))
         if self.json_path is not None:
+            from pytest_hfmodels.report.tools_json import write_results_json
+
             run_id = self.stored.run_id if self.stored else None
             write_results_json(self.json_path, environment, rows, run_id=run_id)
             self.messages.append(f"hfmodels: results JSON written to {self.json_path}")
 
     def _capture(self) -> RunEnvironment:
+        from pytest_hfmodels.db.environment import RunEnvironment
+
         return RunEnvironment.capture(
             ["pytest", *self.config.invocation_params.args],
             detected_hardware(self.config),
@@ -113,6 +122,8 @@ class ResultRecorder:
         )
 
     def _recover(self) -> None:
+        from pytest_hfmodels.db.journal import recover_journals
+
         assert self.db_path is not None
         try:
             recovered = recover_journals(self.db_path, lock_timeout_s=self.lock_timeout_s)
@@ -126,6 +137,8 @@ class ResultRecorder:
             )
 
     def _store(self, environment: RunEnvironment, rows: Sequence[ResultRow], exit_status: int) -> None:
+        from pytest_hfmodels.db.store import store_run
+
         assert self.db_path is not None
         # The spill warning is shown in the terminal summary, not as a stray warning line.
         with warnings.catch_warnings():
@@ -160,6 +173,8 @@ class ResultRecorder:
             )
 
     def _record_conversions(self, rows: Sequence[ResultRow]) -> None:
+        from pytest_hfmodels.db.conversions import record_run_conversions
+
         assert self.db_path is not None
         try:
             count = record_run_conversions(self.db_path, rows, lock_timeout_s=self.lock_timeout_s)

@@ -3,17 +3,20 @@
     {"my-bert": {"name": "google-bert/bert-base-cased", "family": "bert", "size": "base",
                  "modality": "text"}, ...}
 
-JSON or YAML. Each model takes its task, architecture, tolerances and modes from its family's registry,
-so only families the registries define can be used.
+JSON or YAML. A model whose family a registry defines takes that family's task, architecture,
+tolerances and modes. The original tools' own families (embedding, text_generation, vision, audio,
+multimodal...) say what a model is for, not how to run it: such a model is placed by its config.json
+through `place` (the plugin passes `sources.derive.derive_entry`; this part cannot reach the Hub).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_hfmodels.errors import RegistryError
+from pytest_hfmodels.errors import HFModelsError, RegistryError
 from pytest_hfmodels.registry.loader import read_yaml
 from pytest_hfmodels.registry.model import MODALITIES, ModelEntry
 from pytest_hfmodels.registry.select import Registry
@@ -31,7 +34,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-def load_custom_set(path: Path, registry: Registry) -> tuple[ModelEntry, ...]:
+#: places a model of a family no registry defines: (key, the file's fields) -> its entry
+Placer = Callable[[str, Mapping[str, Any]], ModelEntry]
+
+
+def load_custom_set(path: Path, registry: Registry, place: Placer | None = None) -> tuple[ModelEntry, ...]:
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
@@ -45,13 +52,13 @@ def load_custom_set(path: Path, registry: Registry) -> tuple[ModelEntry, ...]:
         raise RegistryError(str(path), '--hf-models-file: expected {"key": {"name", "family", ...}, ...}')
     return tuple(
         sorted(
-            (_entry(path, str(key), value, registry) for key, value in data.items()),
+            (_entry(path, str(key), value, registry, place) for key, value in data.items()),
             key=lambda e: (e.family, e.key),
         )
     )
 
 
-def _entry(path: Path, key: str, value: Any, registry: Registry) -> ModelEntry:
+def _entry(path: Path, key: str, value: Any, registry: Registry, place: Placer | None) -> ModelEntry:
     if not isinstance(value, dict):
         raise RegistryError(str(path), "must be a mapping with name, family, size, modality", model=key)
     unknown = set(value) - _FIELDS
@@ -66,6 +73,11 @@ def _entry(path: Path, key: str, value: Any, registry: Registry) -> ModelEntry:
         if not isinstance(value.get(required), str) or not value[required].strip():
             raise RegistryError(str(path), "must be a non-empty string", model=key, field=required)
     family = registry.family_defaults.get(value["family"])
+    if family is None and place is not None:
+        try:
+            return place(key, value)
+        except HFModelsError as exc:
+            raise RegistryError(str(path), f"cannot place {value['name']!r}: {exc}", model=key) from exc
     if family is None:
         known = ", ".join(sorted(registry.family_defaults))
         raise RegistryError(

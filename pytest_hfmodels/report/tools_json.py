@@ -15,9 +15,11 @@ from pytest_hfmodels.results import ResultRow
 def results_json(
     environment: RunEnvironment, rows: Sequence[ResultRow], *, run_id: int | None
 ) -> dict[str, Any]:
-    """The per-run JSON of the original tools: results and performance by mode, device and model."""
+    """The per-run JSON of the original tools: results, output samples (`examples`) and performance by
+    mode, device and model."""
     results: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     performance: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
+    examples: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
     for row in sorted(rows, key=lambda r: (r.mode, r.hardware, r.model_key, r.measurement.batch_size or 0)):
         slot = results.setdefault(row.mode, {}).setdefault(row.hardware, {})
         mean_ms = row.measurement.latency_mean_ms
@@ -33,9 +35,21 @@ def results_json(
             performance.setdefault(row.mode, {}).setdefault(row.hardware, {}).setdefault(
                 row.model_key, []
             ).append({"case_id": row.case_id, **measured})
+        if row.output_sample is not None:
+            # What the model answered, so a reader sees it works, not only that a check passed.
+            examples.setdefault(row.mode, {}).setdefault(row.hardware, {}).setdefault(
+                row.model_key, []
+            ).append(
+                {
+                    "case_id": row.case_id,
+                    "scenario": row.measurement.scenario or "forward",
+                    "batch_size": row.measurement.batch_size,
+                    "output": row.output_sample,
+                }
+            )
     return {
         "results": results,
-        "examples": {},  # rows carry no model outputs
+        "examples": examples,
         "performance": performance,
         "hardware": [dict(item) for item in environment.hardware],
         "metadata": {

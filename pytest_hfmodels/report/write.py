@@ -1,4 +1,4 @@
-"""Writing a run's report: Markdown or one HTML page, its plots and the compatibility matrix JSON.
+"""Writing a run's report: Markdown or one HTML page, its charts and the compatibility matrix JSON.
 
 The only module that imports the renderers (`markdown`, `html`, `plots`), so they depend on the
 report's values and never on each other or on the database.
@@ -7,15 +7,21 @@ report's values and never on each other or on the database.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from pytest_hfmodels.errors import ResultsError
+from pytest_hfmodels.report.compare import DEFAULT_THRESHOLD_PCT
+from pytest_hfmodels.report.history import DEFAULT_HISTORY
 from pytest_hfmodels.report.html import render_html
 from pytest_hfmodels.report.markdown import render_markdown
 from pytest_hfmodels.report.model import RunReport
-from pytest_hfmodels.report.plots import latency_png, matrix_png
+from pytest_hfmodels.report.plots import all_charts
 from pytest_hfmodels.report.queries import load_run_report
+
+#: the folder beside report.md holding its charts
+CHARTS_FOLDER = "charts"
 
 
 def compatibility_json(report: RunReport) -> dict[str, Any]:
@@ -50,34 +56,80 @@ def compatibility_json(report: RunReport) -> dict[str, Any]:
     }
 
 
+def matrix_json_text(data: dict[str, Any]) -> str:
+    """The matrix JSON, one model (and one family) a line: readable, and written by the json module's C
+    encoder (indenting makes it use its Python one: a third of a second for 5,000 cells)."""
+    lines = ["{"]
+    for index, (key, value) in enumerate(data.items()):
+        comma = "," if index < len(data) - 1 else ""
+        if isinstance(value, dict) and value:
+            entries = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
+            lines += [f"  {json.dumps(key)}: {{", ",\n".join(entries), f"  }}{comma}"]
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def chart_file(chart_id: str) -> str:
+    """'scaling/bert-tiny/0' -> 'scaling-bert-tiny-0.svg': a file name whatever a model key holds."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", chart_id.replace("/", "-")).strip("-") + ".svg"
+
+
 def write_report(
-    db_path: Path, out_dir: Path, *, run_id: int | None = None, fmt: str = "markdown"
+    db_path: Path,
+    out_dir: Path,
+    *,
+    run_id: int | None = None,
+    fmt: str = "markdown",
+    baseline: int | None = None,
+    history: int = DEFAULT_HISTORY,
+    threshold_pct: float = DEFAULT_THRESHOLD_PCT,
 ) -> list[Path]:
-    """Write the report (report.md or report.html), its plots and the matrix JSON; returns the paths."""
+    """Write the report (report.md with its charts/ folder, or one report.html) and the matrix JSON;
+    returns the paths written. `baseline`, `history`, `threshold_pct`: as `load_run_report` takes them."""
+    _check_format(fmt)
+    report = load_run_report(
+        db_path,
+        run_id,
+        baseline=baseline,
+        history=history,
+        threshold_pct=threshold_pct,
+        table=table_form(fmt),
+    )
+    return write_files(report, out_dir, fmt)
+
+
+def _check_format(fmt: str) -> None:
     if fmt not in ("markdown", "html"):
         raise ResultsError(f"unknown report format {fmt!r} (markdown or html)")
-    report = load_run_report(db_path, run_id)
+
+
+def table_form(fmt: str) -> str:
+    """The performance table's form a report format needs (`load_run_report`'s `table`)."""
+    return "json" if fmt == "html" else "markdown"
+
+
+def write_files(report: RunReport, out_dir: Path, fmt: str) -> list[Path]:
+    """Write a loaded report (its table in `table_form(fmt)`) and the matrix JSON into `out_dir`."""
+    _check_format(fmt)
+    # The page folds every trend away; a Markdown file shows each chart it names, so it names the
+    # trends of changed cases only.
+    charts = all_charts(report, every_trend=fmt == "html")
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = {
-        "p50 latency": ("latency_p50.png", latency_png(report)),
-        "compatibility matrix": ("compatibility_matrix.png", matrix_png(report)),
-    }
-    written: list[Path] = []
     matrix_path = out_dir / "hardware_compatibility_matrix.json"
-    matrix_path.write_text(json.dumps(compatibility_json(report), indent=2) + "\n", encoding="utf-8")
-    written.append(matrix_path)
+    matrix_path.write_text(matrix_json_text(compatibility_json(report)), encoding="utf-8")
+    written = [matrix_path]
     if fmt == "html":
         html_path = out_dir / "report.html"
-        html_path.write_text(
-            render_html(report, {t: png for t, (_, png) in images.items() if png}), encoding="utf-8"
-        )
+        html_path.write_text(render_html(report, charts), encoding="utf-8")
         return [*written, html_path]
-    for name, png in images.values():
-        if png:
-            (out_dir / name).write_bytes(png)
-            written.append(out_dir / name)
+    files = {chart_id: f"{CHARTS_FOLDER}/{chart_file(chart_id)}" for chart_id in charts}
+    if charts:
+        (out_dir / CHARTS_FOLDER).mkdir(exist_ok=True)
+    for chart_id, chart in charts.items():
+        path = out_dir / files[chart_id]
+        path.write_text(chart, encoding="utf-8")
+        written.append(path)
     markdown_path = out_dir / "report.md"
-    markdown_path.write_text(
-        render_markdown(report, {t: n for t, (n, png) in images.items() if png}), encoding="utf-8"
-    )
+    markdown_path.write_text(render_markdown(report, files), encoding="utf-8")
     return [*written, markdown_path]

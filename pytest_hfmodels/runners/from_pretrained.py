@@ -1,10 +1,12 @@
-"""Mode `from_pretrained`: the registry's model class, one forward pass, shape and value checks."""
+"""Mode `from_pretrained`: the registry's model class, one forward pass, shape and value checks; and
+greedy generation with transformers' own `generate` and cache (`runners.generation`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_hfmodels.cases.hardware import Device
 from pytest_hfmodels.errors import CheckFailed
@@ -31,6 +33,9 @@ from pytest_hfmodels.samples import (
     text_of_tokens,
 )
 
+if TYPE_CHECKING:
+    from pytest_hfmodels.runners.generation import GenerationInputs, GenerationRun
+
 #: per contrastive task, the output scoring each image, sound or video against every text
 _CONTRASTIVE_LOGITS = {
     "zero-shot-image-classification": "logits_per_image",
@@ -50,11 +55,16 @@ class FromPretrainedRunner:
         self.precision: str | None = None
         self.threads: int | None = None
         self.threads_used: int | None = None
+        self.model_dir: Path | None = None  #: the folder `load` read; generation's preprocessors come from it
+        self.generation_export: Any = None  #: no export: PyTorch generates with its own cache
+        self.generation_load_s: float | None = None
+        self._generation_preprocessors: Any = None
 
     def load(self, model_dir: Path) -> None:
         import transformers
 
         self.threads_used = limit_torch_threads(self.threads)
+        self.model_dir = model_dir
         transformers.logging.disable_progress_bar()
         model_class = transformers_class(self.entry.architecture, where=f"model {self.entry.key!r}")
         self.model = model_class.from_pretrained(model_dir).to(torch_device(self.device)).eval()
@@ -216,8 +226,64 @@ class FromPretrainedRunner:
             shapes["last_hidden_state"] = (batch, length, config.hidden_size)
         return shapes
 
+    def make_generation_inputs(self, batch_size: int = 1, input_size: int | None = None) -> GenerationInputs:
+        """The same prompts as the exported modes get (`runners.generation.build_generation_inputs`), as
+        torch tensors on the model's device. GenerationUnsupportedError for models that do not generate."""
+        import torch
+
+        from pytest_hfmodels.runners.generation import build_generation_inputs, with_decoder_prompt
+
+        layout, pre = self._generation_setup()
+        inputs = build_generation_inputs(layout, pre, batch_size, input_size)
+        target = torch_device(self.device)
+        tensors = {name: torch.from_numpy(value).to(target) for name, value in inputs.tensors.items()}
+        inputs = dataclasses.replace(inputs, tensors=tensors)
+        return inputs if not layout.encoder_inputs else with_decoder_prompt(self.model, inputs)
+
+    def generate(self, inputs: GenerationInputs, new_tokens: int) -> GenerationRun:
+        """transformers' greedy `generate` of exactly `new_tokens` tokens per row, timed per step."""
+        from pytest_hfmodels.runners.generation import pytorch_generate
+
+        return pytorch_generate(self.model, inputs, new_tokens)
+
+    def check_generation(self, inputs: GenerationInputs, run: GenerationRun) -> None:
+        """batch x new_tokens tokens, each an id of the model's vocabulary (its output embedding's rows)."""
+        from pytest_hfmodels.runners.generation import shape_problem
+
+        problem = shape_problem(run, inputs.batch_size)
+        if problem:
+            raise CheckFailed(f"{self.entry.architecture}.generate: {problem}")
+        vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        for row, tokens in enumerate(run.tokens):
+            for step, token in enumerate(tokens):
+                if not 0 <= token < vocab:
+                    raise CheckFailed(
+                        f"{self.entry.architecture}.generate: token {token} at batch row {row}, step {step} "
+                        f"is outside the vocabulary (0..{vocab - 1})"
+                    )
+
+    def decode(self, run: GenerationRun) -> list[str]:
+        """The generated text of each row, by the model's tokenizer, special tokens skipped."""
+        _, pre = self._generation_setup()
+        texts = pre.tokenizer.batch_decode([list(r) for r in run.tokens], skip_special_tokens=True)
+        return [str(text) for text in texts]
+
+    def _generation_setup(self) -> tuple[Any, Any]:
+        """The model's generation layout and its tokenizer and feature extractor (loaded once)."""
+        from pytest_hfmodels.convert.onnx.specs import load_preprocessors
+        from pytest_hfmodels.convert.onnx.with_past import generation_layout
+        from pytest_hfmodels.model_folder import read_config
+
+        if self.model_dir is None:
+            raise RuntimeError("from_pretrained: load() the model before generating")
+        layout = generation_layout(read_config(self.model_dir), str(self.model_dir / "config.json"))
+        if self._generation_preprocessors is None:
+            self._generation_preprocessors = load_preprocessors(self.model_dir)
+        return layout, self._generation_preprocessors
+
     def close(self) -> None:
         self.model = self.preprocessor = None
+        self._generation_preprocessors = None
 
 
 def _takes(model: Any, parameter: str) -> bool:

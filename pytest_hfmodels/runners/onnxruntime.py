@@ -7,13 +7,19 @@ session silently falls back from, means the device cannot run the case here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_hfmodels.errors import HardwareUnavailableError
 from pytest_hfmodels.runners.exported import ExportedModelRunner
 
+if TYPE_CHECKING:
+    from pytest_hfmodels.convert.onnx.with_past import WithPastExport
+    from pytest_hfmodels.runners.generation import Graph
+
 #: device kind -> execution provider
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "rocm": "ROCMExecutionProvider"}
+#: generation keeps each step's presents as OrtValues bound as the next step's past (IO binding)
+GENERATION_IO_BINDING = True
 
 
 class OnnxRuntimeRunner(ExportedModelRunner):
@@ -57,6 +63,30 @@ class OnnxRuntimeRunner(ExportedModelRunner):
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
         names = [output.name for output in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, inputs), strict=True))
+
+    def open_generation(self, export: WithPastExport) -> dict[str, Graph]:
+        """The with-past graphs in sessions on the forward session's providers, with its options and
+        threads; presents stay OrtValues between steps (IO binding) where the provider allows it."""
+        import onnxruntime
+
+        from pytest_hfmodels.runners.generation import OnnxRuntimeGraph
+
+        if self.session is None:
+            raise RuntimeError("onnxruntime: load() the model before generating")
+        provider_options = self.session.get_provider_options()
+        providers = [(name, provider_options.get(name, {})) for name in self.session.get_providers()]
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        graphs: dict[str, Graph] = {}
+        for name, path in (("encoder", export.encoder_path), ("decoder", export.decoder_path)):
+            if path is not None:
+                session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+                graphs[name] = OnnxRuntimeGraph(session, io_binding=GENERATION_IO_BINDING)
+        self.generation_precision = "fp32"  # the graphs are fp32, and no provider is allowed to lower it
+        return graphs
 
     def close_runtime(self) -> None:
         self.session = None

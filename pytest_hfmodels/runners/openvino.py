@@ -8,10 +8,14 @@ from the feed would run as an empty tensor without an error, so every input must
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_hfmodels.errors import CheckFailed, HardwareUnavailableError
 from pytest_hfmodels.runners.exported import ExportedModelRunner
+
+if TYPE_CHECKING:
+    from pytest_hfmodels.convert.onnx.with_past import WithPastExport
+    from pytest_hfmodels.runners.generation import Graph
 
 #: OpenVINO element type name -> the precision names the result rows use
 PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
@@ -81,6 +85,33 @@ class OpenVinoRunner(ExportedModelRunner):
             name = next(iter(sorted(port.get_names() & wanted)), port.get_any_name())
             outputs[name] = results[port].copy()  # the request reuses its buffers on the next call
         return outputs
+
+    def open_generation(self, export: WithPastExport) -> dict[str, Graph]:
+        """The with-past graphs compiled for the forward model's device: f32 where the device can
+        compute it (read back into `generation_precision`), the latency hint (one request at a time)."""
+        import openvino
+
+        from pytest_hfmodels.runners.generation import OpenVinoGraph
+
+        if self.ov_device is None:
+            raise RuntimeError("openvino: load() the model before generating")
+        device = self.ov_device
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if device.split(".")[0] in _F32_CAPABLE:
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if self.threads is not None and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        core = openvino.Core()
+        graphs: dict[str, Graph] = {}
+        for name, path in (("encoder", export.encoder_path), ("decoder", export.decoder_path)):
+            if path is None:
+                continue
+            compiled = core.compile_model(core.read_model(str(path)), device, config)
+            if name == "decoder":
+                used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+                self.generation_precision = PRECISION_NAMES.get(used, used)
+            graphs[name] = OpenVinoGraph(compiled, export.graph_inputs[name], export.graph_outputs[name])
+        return graphs
 
     def close_runtime(self) -> None:
         self.request = self.compiled = None

@@ -6,23 +6,35 @@ Every test uses a real DuckDB file; a lock is held by a real second Python proce
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from pytest_hfmodels import cli
 from pytest_hfmodels.cache.manifest import write_manifest
 from pytest_hfmodels.db.conversions import OnnxConversion, conversions_of, record_conversion, record_onnx_use
-from pytest_hfmodels.db.environment import RunEnvironment
+from pytest_hfmodels.db.environment import HF_TOKEN_PATTERN, RunEnvironment
 from pytest_hfmodels.db.ingest import ingest_spill
+from pytest_hfmodels.db.journal import RunJournal, read_journal
 from pytest_hfmodels.db.merge import merge_databases
 from pytest_hfmodels.db.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, stored_version
-from pytest_hfmodels.db.spill import pending_spills, read_spill, rows_table, write_spill
+from pytest_hfmodels.db.spill import (
+    TOKEN_PREFIX,
+    pending_spills,
+    read_spill,
+    row_schema,
+    rows_table,
+    write_spill,
+)
 from pytest_hfmodels.db.store import open_database, store_run, write_run
 from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.results import Measurement, ResultRow
@@ -90,10 +102,43 @@ def test_a_v1_database_is_upgraded_and_keeps_its_rows(db: Path) -> None:
     assert upgraded.execute("SELECT latency_p50_ms, onnx_source FROM performance_results").fetchall() == [
         (4.5, None)
     ]
-    assert upgraded.execute("SELECT get_onnx_status('org/old')").fetchone() == ("none",)
+    assert upgraded.execute("SELECT get_onnx_status('org/old')").fetchone() == ("unknown",)
     upgraded.close()
     # The next run continues the sequence after the old run.
     assert write_run(db, environment(), [make_row("c2")]) == 2
+
+
+def test_a_v7_database_keeps_its_conversions_under_the_original_columns(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    for version in range(1, 8):
+        for statement in MIGRATIONS[version]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (?, now()::TIMESTAMP)", [version])
+    con.execute(
+        "INSERT INTO onnx_conversions (model_id, onnx_path, success, opset, converted_at, use_count, "
+        "conversion_time_s) VALUES ('org/a', 'model.onnx', true, 17, TIMESTAMP '2026-01-02 03:04:05', 4, 2.5)"
+    )
+    con.execute("INSERT INTO test_runs (run_uid, started_at, success) VALUES ('old', now()::TIMESTAMP, true)")
+    con.execute(
+        "INSERT INTO performance_results (run_id, case_id, model_id, hardware_key, hardware, mode, "
+        "latency_p50_ms, onnx_source, onnx_conversion_status, onnx_conversion_time) "
+        "VALUES (1, 'c1', 'org/a', 'cpu|', 'cpu', 'onnxruntime', 1.0, 'cache', 'cached', 2.5)"
+    )
+    con.close()
+    upgraded = open_database(db)
+    assert upgraded.execute(
+        "SELECT id, model_id, conversion_success, verification_status, opset_version, conversion_time, "
+        "use_count, conversion_seconds FROM onnx_conversions"
+    ).fetchall() == [(1, "org/a", True, "validated", 17, datetime(2026, 1, 2, 3, 4, 5), 4, 2.5)]
+    # 'cache' said this run reused the file: a column of its own now; the file came from a conversion.
+    assert upgraded.execute(
+        "SELECT onnx_source, onnx_conversion_status, onnx_cache_hit, onnx_conversion_seconds "
+        "FROM performance_results"
+    ).fetchall() == [("pytorch_conversion", "converted", True, 2.5)]
+    assert upgraded.execute("SELECT get_onnx_status('org/a')").fetchone() == ("converted",)
+    upgraded.close()
 
 
 def test_a_v5_database_gets_the_weights_of_its_rows_from_their_source(db: Path) -> None:
@@ -155,7 +200,9 @@ def test_an_export_of_a_hub_config_with_random_weights_is_not_that_models_conver
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(b"onnx")
     write_manifest(folder, "onnx", folder.name, {"seconds": 1.0, "opset": 18, "exporter": "dynamo"})
-    exported = Measurement(latency_p50_ms=1.0, onnx_local_path=str(folder / "model.onnx"))
+    exported = Measurement(
+        latency_p50_ms=1.0, onnx_local_path=str(folder / "model.onnx"), onnx_source="pytorch_conversion"
+    )
     rows = [
         make_row(f"{weights}-case", model="org/bert", source="hub", weights=weights, measurement=exported)
         for weights in ("random", "pretrained")
@@ -230,6 +277,114 @@ def test_secrets_never_reach_the_database(db: Path, monkeypatch: pytest.MonkeyPa
     assert "hf_abcdefghijklmn" not in text and "***" in text
 
 
+def _leaky_row(case: str, leak: str) -> ResultRow:
+    """A row with `leak` in every text field (status aside: the database checks its values)."""
+    base = make_row(case, status="fail", measurement=Measurement(latency_p50_ms=1.0))
+    text = {f.name for f in row_schema() if f.type == pa.string()}
+
+    def leaked(cls: Any) -> dict[str, Any]:
+        return {f.name: f"{f.name} {leak}" for f in dataclasses.fields(cls) if f.name in text}
+
+    row_text, measurement_text = leaked(ResultRow), leaked(Measurement)
+    row_text.pop("status")
+    return dataclasses.replace(
+        base, **row_text, measurement=dataclasses.replace(base.measurement, **measurement_text)
+    )
+
+
+def test_secrets_are_scrubbed_from_every_text_column_and_clean_text_is_kept(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "plainsecretvalue123")
+    # Columns without the token prefix skip the regex: the prefix must be where every token starts.
+    assert HF_TOKEN_PATTERN.pattern.startswith(TOKEN_PREFIX)
+    leaky = _leaky_row("leaky", "401 for hf_ABCDEFGHIJKLMNOP and plainsecretvalue123")
+    # "hf_" without a token after it, in one column; the other columns have no prefix at all.
+    clean = make_row(
+        "clean", error_message="hf_hub_download failed", measurement=Measurement(precision="fp32")
+    )
+    table = rows_table([leaky, clean])
+    text_columns = [field.name for field in table.schema if field.type == pa.string()]
+    assert len(text_columns) > 20
+    for name in text_columns:
+        stored_leaky, stored_clean = table.column(name).to_pylist()
+        if name != "status":
+            assert "plainsecretvalue123" not in stored_leaky and "hf_ABCDEFGHIJKLMNOP" not in stored_leaky
+            assert stored_leaky.count("***") == 2, name
+        assert stored_clean == rows_table([clean]).column(name)[0].as_py()
+    assert table.column("error_message")[1].as_py() == "hf_hub_download failed"
+
+    write_run(db, environment(), [leaky, clean])
+    con = duckdb.connect(str(db), read_only=True)
+    tables = ["test_runs", "models", "hardware_platforms", "hardware_compatibility", "performance_results"]
+    text = str([con.execute(f"SELECT * FROM {name}").fetchall() for name in tables])
+    con.close()
+    assert "plainsecretvalue123" not in text and "hf_ABCDEFGHIJKLMNOP" not in text
+    assert "output_sample 401 for *** and ***" in text  # a column of schema version 7 too
+
+
+def test_a_10k_row_run_is_stored_exactly_once_with_the_last_row_of_each_case(
+    db: Path, tmp_path: Path
+) -> None:
+    rows = [make_row(f"case-{i:05d}", measurement=Measurement(latency_p50_ms=i + 1.0)) for i in range(10_000)]
+    # The recorder sends a case again when a later phase fails it: that last row is the case's.
+    rows += [
+        make_row(f"case-{i:05d}", status="fail", error_message="teardown") for i in range(0, 10_000, 100)
+    ]
+    env = environment()
+    run_id = write_run(db, env, rows)
+    assert write_run(db, env, rows) == run_id
+    spill = write_spill(tmp_path / "spills", rows_table(rows), kind="run", environment=env)
+    assert [item.run_id for item in ingest_spill(db, [spill])] == [run_id]
+    assert count(db, "SELECT count(*) FROM test_runs") == 1
+    assert count(db, "SELECT count(DISTINCT case_id) FROM hardware_compatibility") == 10_000
+    assert count(db, "SELECT count(*) FROM hardware_compatibility") == 10_000
+    assert count(db, "SELECT count(*) FROM hardware_compatibility WHERE status = 'fail'") == 100
+    assert count(db, "SELECT count(*) FROM performance_results") == 9_900  # a failed case measured nothing
+    assert count(db, "SELECT sum(latency_p50_ms) FROM performance_results") == sum(
+        i + 1.0 for i in range(10_000) if i % 100
+    )
+    assert count(db, "SELECT count(*) FROM models") == 1
+    assert count(db, "SELECT count(*) FROM hardware_platforms") == 1
+
+
+def _every_field_set(case: str) -> ResultRow:
+    """A row with a value in every field, each of its annotated type."""
+    samples: dict[str, object] = {"str": "text", "float": 1.5, "int": 3, "bool": True}
+
+    def values(cls: type[object]) -> dict[str, object]:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return {
+            f.name: samples[str(f.type).replace(" | None", "")] for f in fields if f.name != "measurement"
+        }
+
+    row_values = values(ResultRow) | {"case_id": case, "status": "pass"}
+    return ResultRow(**row_values, measurement=Measurement(**values(Measurement)))  # type: ignore[arg-type]
+
+
+def test_a_journal_line_is_the_rows_dict_and_reads_back_as_the_same_row(db: Path) -> None:
+    rows = [_every_field_set("full"), make_row("sparse")]
+    journal = RunJournal(db, environment())
+    for row in rows:
+        journal.append(row)
+    journal.close(remove=False)
+    lines = journal.path.read_text().splitlines()
+    for line, row in zip(lines[1:], rows, strict=True):
+        # Key for key and in the same order as dataclasses.asdict writes them.
+        assert line == json.dumps({"row": row.to_dict()}, default=str)
+    assert read_journal(journal.path)[1] == rows
+
+
+def test_a_journal_line_that_is_not_json_is_named_by_its_number(db: Path) -> None:
+    journal = RunJournal(db, environment())
+    journal.append(make_row("a"))
+    journal.close(remove=False)
+    with journal.path.open("a") as handle:
+        handle.write("\n{not json\n")  # a blank line still counts
+    with pytest.raises(ResultsError, match=rf"{journal.path.name}:4: not a journal line"):
+        read_journal(journal.path)
+
+
 def test_compatibility_matrix_shows_the_latest_status_per_device(db: Path) -> None:
     first = environment()
     write_run(db, first, [make_row("a", status="fail", error_class="OOM"), make_row("b", hardware="cuda")])
@@ -263,10 +418,10 @@ def test_onnx_macros_and_registry(db: Path) -> None:
         OnnxConversion(
             model_id="org/converted",
             onnx_path="model.onnx",
-            success=True,
-            opset=17,
+            conversion_success=True,
+            opset_version=17,
             file_size_bytes=3_000_000_000,
-            config={"dynamic": True},
+            conversion_config={"dynamic": True},
         ),
     )
     record_conversion(
@@ -274,8 +429,8 @@ def test_onnx_macros_and_registry(db: Path) -> None:
         OnnxConversion(
             model_id="org/broken",
             onnx_path="model.onnx",
-            success=False,
-            error="unsupported op, token hf_abcdefghijklmnop",
+            conversion_success=False,
+            error_message="unsupported op, token hf_abcdefghijklmnop",
         ),
     )
     assert record_onnx_use(db, "org/converted", "model.onnx")
@@ -286,18 +441,24 @@ def test_onnx_macros_and_registry(db: Path) -> None:
         "('org/with-hub-onnx'), ('org/never')) v(m) ORDER BY m"
     ).fetchall()
     registry = con.execute(
-        "SELECT model_id, success, use_count, file_size_bytes FROM model_onnx_registry ORDER BY model_id"
+        "SELECT model_id, onnx_status, conversion_success, use_count, file_size_bytes "
+        "FROM model_onnx_registry ORDER BY model_id"
     ).fetchall()
     con.close()
     assert answers == [
-        ("org/broken", False, "failed"),
+        ("org/broken", False, "conversion_failed"),
         ("org/converted", True, "converted"),
-        ("org/never", False, "none"),
-        ("org/with-hub-onnx", False, "on_hub"),
+        ("org/never", False, "unknown"),
+        ("org/with-hub-onnx", False, "available_on_hub"),
     ]
-    assert registry == [("org/broken", False, 0, None), ("org/converted", True, 1, 3_000_000_000)]
+    # One row per model: the Hub's file, the conversion (used once since), the failed attempt.
+    assert registry == [
+        ("org/broken", "conversion_failed", False, 0, None),
+        ("org/converted", "available_converted", True, 1, 3_000_000_000),
+        ("org/with-hub-onnx", "available_on_hub", None, None, None),
+    ]
     assert (
-        count(db, "SELECT error FROM onnx_conversions WHERE model_id = 'org/broken'")
+        count(db, "SELECT error_message FROM onnx_conversions WHERE model_id = 'org/broken'")
         == "unsupported op, token ***"
     )
 

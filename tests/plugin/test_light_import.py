@@ -1,10 +1,15 @@
-"""Loading the plugin imports no heavy library (the plugin must keep `pytest --help` fast)."""
+"""Loading the plugin imports no heavy library (the plugin must keep `pytest --help` fast), and a
+run that does not ask for the plugin is left alone: no hardware probe, no session, no recorder."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 HEAVY = ("torch", "transformers", "onnxruntime", "openvino")
 
@@ -30,3 +35,117 @@ def test_list_models_and_collection_import_no_heavy_library(tmp_path: Path) -> N
         "    assert pytest.main(args) == 0\n"
     )
     assert _modules_after(code, tmp_path) == set()
+
+
+# A project that has nothing to do with models, with a conftest recording, in every process of the
+# run (the controller and each xdist worker), which watched modules got imported, which of the
+# plugin's objects are registered, whether a plugin session was made, and every child process
+# started (the hardware probe is one: `python -m pytest_hfmodels.cases.hardware_probe`).
+WATCH_CONFTEST = """
+import json, os, subprocess, sys
+
+WATCHED = {watched!r}
+LOG = {log!r}
+_start = subprocess.Popen.__init__
+
+
+def _logged_start(self, args, *rest, **options):
+    argv = [str(arg) for arg in args] if isinstance(args, (list, tuple)) else [str(args)]
+    with open(LOG, "a") as out:
+        out.write(json.dumps({{"child": argv}}) + "\\n")
+    _start(self, args, *rest, **options)
+
+
+subprocess.Popen.__init__ = _logged_start
+
+
+def pytest_sessionfinish(session):
+    from pytest_hfmodels.plugin.session import SESSION_KEY
+
+    config = session.config
+    state = {{
+        "worker": hasattr(config, "workerinput"),
+        "modules": sorted(name for name in WATCHED if name in sys.modules),
+        "plugins": sorted(name for name, _ in config.pluginmanager.list_name_plugin() if "hfmodels" in name),
+        "session": SESSION_KEY in config.stash,
+    }}
+    with open(LOG, "a") as out:
+        out.write(json.dumps(state) + "\\n")
+"""
+#: what a run that does not ask for the plugin must not import
+NOT_FOR_UNRELATED_RUNS = (
+    *HEAVY,
+    "yaml",
+    "duckdb",
+    "pytest_hfmodels.registry.loader",
+    "pytest_hfmodels.cases.expand",
+    "pytest_hfmodels.cases.hardware_probe",
+    "pytest_hfmodels.plugin.fixtures",
+    "pytest_hfmodels.execution.pool",
+    "pytest_hfmodels.db.store",
+)
+
+
+Watched = tuple[pytest.RunResult, list[dict], list[list[str]]]
+
+
+def _watched_run(pytester: pytest.Pytester, *args: str) -> Watched:
+    """Runs pytest in a subprocess; returns its result, each process's state and every child started."""
+    log = pytester.path / "watch.jsonl"
+    pytester.makeconftest(WATCH_CONFTEST.format(watched=NOT_FOR_UNRELATED_RUNS, log=str(log)))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return result, [x for x in lines if "child" not in x], [x["child"] for x in lines if "child" in x]
+
+
+@pytest.mark.parametrize("dist", [[], ["-n", "2"]], ids=["no-xdist", "xdist-2"])
+def test_a_run_that_does_not_ask_is_left_alone(pytester: pytest.Pytester, dist: list[str]) -> None:
+    pytester.makepyfile(test_unrelated="def test_one():\n    assert 1 + 1 == 2\n")
+    result, states, children = _watched_run(pytester, *dist)
+    result.assert_outcomes(passed=1)
+    assert [state["worker"] for state in states].count(False) == 1  # the controller's state
+    assert len(states) == (3 if dist else 1)  # and each worker's
+    for state in states:
+        assert state["modules"] == [], state
+        assert state["session"] is False
+        assert "hfmodels-recorder" not in state["plugins"]
+    assert not [argv for argv in children if any("hardware_probe" in arg for arg in argv)]
+    if dist:  # the child processes were seen: xdist's workers
+        assert len(children) >= 2
+
+
+def test_the_watch_sees_a_run_that_asks(pytester: pytest.Pytester) -> None:
+    """The same watch on a run given a selection: it makes its session and reads the registries."""
+    pytester.makepyfile(test_unrelated="def test_one():\n    assert 1 + 1 == 2\n")
+    result, [state], _ = _watched_run(pytester, "test_unrelated.py", "--hf-model", "bert-tiny")
+    result.assert_outcomes(passed=1)
+    assert state["session"] is True
+    assert {"yaml", "pytest_hfmodels.registry.loader"} <= set(state["modules"])
+
+
+def test_a_teams_test_asks_through_its_fixtures_under_xdist(pytester: pytest.Pytester) -> None:
+    """No option, no ini key: the fixtures make the session where the test runs; each worker then
+    detects the hardware on its own, and both collect the same cases."""
+    pytester.makepyfile(test_team="def test_case(hf_case, hf_hardware):\n    assert hf_hardware.get('cpu')\n")
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "-k", "bert-tiny-pipeline")
+    outcomes = result.parseoutcomes()
+    assert result.ret == 0 and outcomes["passed"] >= 1, result.stdout.str()[-2000:]
+
+
+def test_the_declared_fixtures_are_those_of_the_fixtures_module() -> None:
+    """The plugin declares its fixtures by name, scope and arguments (so that loading it imports
+    none of them): each declaration must say what the real fixture says."""
+    import pytest_hfmodels.plugin as plugin
+    from pytest_hfmodels.plugin import fixtures
+
+    def described(module: object) -> dict[str, tuple[str, tuple[str, ...], bool]]:
+        found = {}
+        for name, value in vars(module).items():
+            marker = getattr(value, "_fixture_function_marker", None)
+            if marker is not None and name.startswith("hf_"):
+                function = value.__wrapped__
+                arguments = tuple(inspect.signature(function).parameters)
+                found[marker.name or name] = (marker.scope, arguments, inspect.isgeneratorfunction(function))
+        return found
+
+    assert described(plugin) == described(fixtures)

@@ -200,20 +200,6 @@ def test_custom_set_needs_its_file(pytester: pytest.Pytester) -> None:
     assert "--hf-set custom needs --hf-models-file" in result.stderr.str()
 
 
-@pytest.mark.parametrize(
-    ("dist", "scheduler"),
-    [([], "LoadGroupScheduling"), (["--dist", "load"], "LoadScheduling")],
-    ids=["default-loadgroup", "explicit-load"],
-)
-def test_xdist_distributes_by_model_unless_told_otherwise(
-    pytester: pytest.Pytester, dist: list[str], scheduler: str
-) -> None:
-    args = ("--hf-model", "gpt2-tiny", "--hf-mode", "from_pretrained", "--hf-verify-only", *ONE_SHAPE)
-    result = pytester.runpytest_subprocess(*args, "-n", "2", *dist, "-v")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"scheduling tests via {scheduler}"])
-
-
 def test_thread_budget_shares_the_cpus_between_workers() -> None:
     from pytest_hfmodels.runners.threads import thread_budget
 

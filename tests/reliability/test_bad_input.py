@@ -151,7 +151,7 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["report", "--db", "{missing}"], FAILED, ["missing", "no results database"]),
     (["report", "--db", "{not_a_db}"], FAILED, ["not-a-db.duckdb"]),
     (["report", "--db", "{good_db}", "--run", "x"], USAGE, ["--run", "'x'"]),
-    (["report", "--db", "{good_db}", "--fail-on-regression", "10"], USAGE, ["--fail-on-regression"]),
+    (["report", "--db", "{good_db}", "--fail-on-regression", "ten"], USAGE, ["--fail-on-regression"]),
     (["report", "--db", "{good_db}", "--format", "pdf"], USAGE, ["--format", "pdf"]),
     # db
     (["db", "merge", "{missing}", "--into", "{out}.duckdb"], FAILED, ["missing", "no results database"]),

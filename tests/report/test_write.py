@@ -6,12 +6,14 @@ work of its baseline, so the comparison flags it however fast this machine is.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
 import statistics
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -22,6 +24,7 @@ from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.report.compare import compare_runs
 from pytest_hfmodels.report.markdown import render_markdown
 from pytest_hfmodels.report.queries import load_run_report
+from pytest_hfmodels.report.table import COLUMNS
 from pytest_hfmodels.report.write import compatibility_json, write_report
 from pytest_hfmodels.results import Measurement, ResultRow
 from tests import results_helpers
@@ -103,7 +106,10 @@ def db(tmp_path: Path, baseline: dict[str, Measurement]) -> Path:
 def run_cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
     modules = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "report_cmd", "db_cmd")))
     monkeypatch.setattr(cli, "COMMAND_MODULES", modules)
-    return cli.main(list(argv))
+    try:
+        return cli.main(list(argv))
+    except SystemExit as exit:  # argparse's own checks (type=) exit while parsing
+        return int(exit.code or 0)
 
 
 def test_compare_flags_the_slowed_case_only(db: Path, baseline: dict[str, Measurement]) -> None:
@@ -140,6 +146,7 @@ def test_two_equal_runs_pass_and_the_cli_exit_codes_follow(
         )
         == 0
     )
+    capsys.readouterr()
     slowed = store(db, [make_row("org/bert", "pipeline", measure_loop(400_000))])
     assert (
         run_cli(
@@ -155,18 +162,39 @@ def test_two_equal_runs_pass_and_the_cli_exit_codes_follow(
         )
         == 1
     )
-    out = capsys.readouterr().out
-    assert "REGRESSION" in out and "only in A" in out  # gpt2 was not run the third time
+    captured = capsys.readouterr()
+    # The report of the later run, what changed since the earlier one: gpt2 was not run the third time.
+    assert captured.out.startswith(f"# pytest-hfmodels: run {slowed}")
+    assert "Against run 1 " in captured.out and "asked for" in captured.out
+    assert "1 only in run 1, 0 only in this run" in captured.out
+    assert "| bert pipeline/cpu b1 s16 |" in captured.out.split("### Regressions")[1]
+    assert "1 case slower than in run 1 by more than 10%" in captured.err
 
 
 def test_markdown_report_has_the_matrix_the_timings_and_the_failures(db: Path) -> None:
-    report = load_run_report(db)
+    report = load_run_report(db, table="markdown")
     text = render_markdown(report)
     assert "| model | onnxruntime / cpu | openvino / cpu | pipeline / cpu |" in text
     assert "| bert (org/bert) | fail (ModelConversionError) |  | pass |" in text
     assert "| gpt2 (org/gpt2) |  | skip | pass |" in text
     assert "a &lt;b&gt;bad&lt;/b&gt; thing \\| happened" in text  # a raw pipe would split the cell
-    assert text.count("| pipeline | cpu | 1 | 16 |  | fp32 |") == 2
+    assert "| bert | pipeline | cpu | forward | 1 | 16 |  | fp32 |" in text
+    assert "| gpt2 | pipeline | cpu | forward | 1 | 16 |  | fp32 |" in text
+    # The summary comes first: cases by mode, failures by class with their fix.
+    summary = text.split("## Summary")[1].split("\n## ")[0]
+    assert "4 cases: 2 passed, 1 failed, 1 skipped" in summary
+    assert "| ModelConversionError | 1 | install it | bert-onnxruntime-cpu |" in summary
+
+
+def test_performance_table_cells_are_escaped_by_the_database(tmp_path: Path) -> None:
+    """The table's Markdown lines come out of DuckDB: they escape as the renderer does."""
+    db = tmp_path / "results.duckdb"
+    said = "a <b>pipe</b> | and\na newline & more"
+    store(db, [dataclasses.replace(make_row("org/bert", "pipeline", measure_loop(1000)), output_sample=said)])
+    text = render_markdown(load_run_report(db, table="markdown"))
+    line = next(line for line in text.splitlines() if line.startswith("| bert | pipeline |"))
+    assert line.endswith("| a &lt;b&gt;pipe&lt;/b&gt; \\| and a newline &amp; more |")
+    assert line.count(" | ") == len(COLUMNS) - 1  # one unescaped separator between two cells
 
 
 def test_matrix_json_is_keyed_by_model(db: Path) -> None:
@@ -179,26 +207,31 @@ def test_matrix_json_is_keyed_by_model(db: Path) -> None:
 def test_html_report_is_one_self_contained_file(db: Path, tmp_path: Path) -> None:
     written = write_report(db, tmp_path / "out", fmt="html")
     html_path = next(p for p in written if p.suffix == ".html")
-    html = html_path.read_text()
-    references = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", html, flags=re.IGNORECASE)
-    assert len(references) == 2 and all(ref.startswith("data:image/png;base64,") for ref in references)
-    assert "<link" not in html and "<script" not in html and "@import" not in html and "url(" not in html
-    assert "&lt;b&gt;bad&lt;/b&gt;" in html
+    page = html_path.read_text()
+    references = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", page, flags=re.IGNORECASE)
+    assert references and all(ref.startswith(("#", "data:")) for ref in references)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+    assert "default-src 'none'" in page  # the page's policy forbids any request
+    assert all(not tag.startswith("<script src") for tag in re.findall(r"<script[^>]*>", page))
+    assert "&lt;b&gt;bad&lt;/b&gt;" in page
     assert json.loads((tmp_path / "out" / "hardware_compatibility_matrix.json").read_text())["run_id"] == 1
 
 
-def test_markdown_report_writes_png_plots(db: Path, tmp_path: Path) -> None:
+def test_markdown_report_writes_svg_charts(db: Path, tmp_path: Path) -> None:
     written = write_report(db, tmp_path / "md")
-    names = sorted(p.name for p in written)
+    names = sorted(str(p.relative_to(tmp_path / "md")) for p in written)
     assert names == [
-        "compatibility_matrix.png",
+        "charts/latency.svg",
+        "charts/matrix.svg",
         "hardware_compatibility_matrix.json",
-        "latency_p50.png",
         "report.md",
     ]
-    for png in (tmp_path / "md").glob("*.png"):
-        assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    assert "![p50 latency](latency_p50.png)" in (tmp_path / "md" / "report.md").read_text()
+    for chart in (tmp_path / "md" / "charts").glob("*.svg"):
+        assert ElementTree.fromstring(chart.read_text()).tag == "{http://www.w3.org/2000/svg}svg"
+    text = (tmp_path / "md" / "report.md").read_text()
+    assert "![compatibility matrix](charts/matrix.svg)" in text
+    matrix = json.loads((tmp_path / "md" / "hardware_compatibility_matrix.json").read_text())
+    assert matrix == json.loads(json.dumps(compatibility_json(load_run_report(db))))
 
 
 def test_report_cli_writes_a_given_run(
@@ -231,7 +264,9 @@ def test_report_cli_writes_a_given_run(
             "--fail-on-regression",
             2,
         ),
-        (["report", "--db", "{db}", "--fail-on-regression", "10%"], "--fail-on-regression", 2),
+        (["report", "--db", "{db}", "--run", "1", "--compare", "1", "1"], "--compare", 2),
+        (["report", "--db", "{db}", "--threshold=-5%"], "--threshold", 2),
+        (["report", "--db", "{db}", "--history", "0"], "--history", 2),
     ],
 )
 def test_bad_input_gives_one_line_naming_it(

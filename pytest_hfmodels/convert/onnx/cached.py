@@ -52,6 +52,7 @@ class OnnxExport:
     export_shape: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "pytorch_conversion"  #: pytorch_conversion (built by this call) | cache
     spec_name: str = ""
+    created_at: float | None = None  #: when the conversion was built (Unix time)
 
     @property
     def converted_now(self) -> bool:
@@ -143,6 +144,7 @@ def export_of(folder: Path, record: Mapping[str, Any], source: str) -> OnnxExpor
         export_shape=shapes(record["export_shape"]),
         source=source,
         spec_name=record["spec"]["name"],
+        created_at=record.get("created_at"),
     )
 
 

@@ -37,7 +37,13 @@ FLOAT16_MAX_RELATIVE_ERROR = 1e-3
 FLOAT16_RELATIVE_ERROR_FLOOR = 2.0**-14
 #: Parquet stores a binary value's length as a 32-bit int; tensors above this are split into chunks.
 PARQUET_MAX_VALUE_BYTES = 2**31 - 1
+#: chunk size of an uncompressed file: a tensor up to this is one value, which readers map (no copy)
 DEFAULT_MAX_CHUNK_BYTES = 1 << 30
+#: chunk size of a compressed file: Parquet writes a value through its page and a compressed copy, and
+#: reads it through the compressed bytes, the page and the value, so converting and loading cost about
+#: three chunks beyond the weights, whatever the model. Measured on bert-base (zstd, fp32 and float16):
+#: write and read CPU time within noise of one chunk per tensor from 1 MiB up, files 0.01% larger.
+COMPRESSED_CHUNK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,9 @@ class ConversionConfig:
     #: largest model-output difference allowed, relative to the output's largest magnitude;
     #: None: 1e-6 when every dtype is kept, 1e-2 with float16 (fp16 weights perturb outputs ~1e-3)
     output_tolerance: float | None = None
-    #: bytes per stored chunk of one tensor (below Parquet's 2 GiB value limit)
-    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
+    #: largest stored chunk of one tensor, rounded down to whole elements (below Parquet's 2 GiB value
+    #: limit); None: COMPRESSED_CHUNK_BYTES with a codec, DEFAULT_MAX_CHUNK_BYTES without (`chunk_bytes`)
+    max_chunk_bytes: int | None = None
     #: progress bar over tensors; None: only when stderr is a terminal
     show_progress: bool | None = None
 
@@ -71,7 +78,7 @@ class ConversionConfig:
             raise OptionError(f"compression: {self.compression!r} is not one of {', '.join(COMPRESSIONS)}")
         if self.compression == "zstd" and not 1 <= self.compression_level <= 22:
             raise OptionError(f"compression_level: zstd levels are 1-22, got {self.compression_level}")
-        if not 0 < self.max_chunk_bytes <= PARQUET_MAX_VALUE_BYTES:
+        if self.max_chunk_bytes is not None and not 0 < self.max_chunk_bytes <= PARQUET_MAX_VALUE_BYTES:
             raise OptionError(
                 f"max_chunk_bytes: must be in 1..{PARQUET_MAX_VALUE_BYTES}, got {self.max_chunk_bytes}"
             )
@@ -80,6 +87,13 @@ class ConversionConfig:
                 raise OptionError(f"{name}: must be positive, got {getattr(self, name)}")
         if self.output_tolerance is not None and not self.output_tolerance >= 0:
             raise OptionError(f"output_tolerance: must be >= 0, got {self.output_tolerance}")
+
+    @property
+    def chunk_bytes(self) -> int:
+        """The chunk size the writer uses: `max_chunk_bytes`, or its default for the codec."""
+        if self.max_chunk_bytes is not None:
+            return self.max_chunk_bytes
+        return DEFAULT_MAX_CHUNK_BYTES if self.compression == "none" else COMPRESSED_CHUNK_BYTES
 
     def output_tolerance_for(self, float16_used: bool) -> float:
         if self.output_tolerance is not None:

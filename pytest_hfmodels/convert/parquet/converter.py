@@ -20,9 +20,16 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from pytest_hfmodels.convert.parquet.config import MODEL_TYPES, ConversionConfig, ConversionResult
 from pytest_hfmodels.convert.parquet.format import FORMAT_VERSION, METADATA_FILE, TOKENIZER_DIR, WEIGHTS_FILE
-from pytest_hfmodels.convert.parquet.load import get_layer, iter_parquet_weights, load_parquet_weights
+from pytest_hfmodels.convert.parquet.load import (
+    get_layer,
+    iter_parquet_weights,
+    iter_pieces,
+    load_parquet_weights,
+)
 from pytest_hfmodels.convert.parquet.source_model import (
     SourceModel,
     load_source,
@@ -31,7 +38,13 @@ from pytest_hfmodels.convert.parquet.source_model import (
     save_tokenizer,
     select_component,
 )
-from pytest_hfmodels.convert.parquet.validate import OutputCheck, TensorCheck, check_outputs, check_tensors
+from pytest_hfmodels.convert.parquet.validate import (
+    OutputCheck,
+    TensorCheck,
+    check_outputs,
+    check_pieces,
+    overlapping,
+)
 from pytest_hfmodels.convert.parquet.write import WrittenWeights, write_weights
 from pytest_hfmodels.errors import HFModelsError, ModelConversionError
 
@@ -108,9 +121,10 @@ class ModelConverter:
                 compression=config.compression,
                 compression_level=config.compression_level,
                 use_float16=config.use_float16,
-                max_chunk_bytes=config.max_chunk_bytes,
+                max_chunk_bytes=config.chunk_bytes,
                 show_progress=show_progress,
             )
+            _release_arrow_memory()
             tokenizer = save_tokenizer(name, staging / TOKENIZER_DIR) if config.extract_tokenizer else None
             details.update(self._describe(source, component, written, parquet_path, tokenizer is not None))
             if config.validate_output:
@@ -192,23 +206,36 @@ class ModelConverter:
     ) -> tuple[TensorCheck, OutputCheck]:
         config = self.config
         stored_dtypes = {t.name: t.dtype for t in written.tensors}
-        # Two streaming reads of the file, one tensor in memory at a time: the first compares with
-        # the untouched originals, the second restores the model for the output check.
-        tensors = check_tensors(
-            selected,
-            iter_parquet_weights(parquet_path),
-            stored_dtypes,
-            max_relative_error=config.float16_max_relative_error,
-            floor=config.relative_error_floor,
-        )
+        # One streaming read, a chunk in memory at a time: each chunk is compared with the untouched
+        # original and then copied into it, restoring the model for the output check, so the model
+        # is the only full set of weights held. Originals that overlap without being tied would see
+        # a restored chunk before their own comparison: those are compared first, restored after.
+        restore = inputs is not None
+        restore_while_comparing = restore and not overlapping(selected.values())
+        try:
+            tensors = check_pieces(
+                selected,
+                iter_pieces(parquet_path),
+                stored_dtypes,
+                max_relative_error=config.float16_max_relative_error,
+                floor=config.relative_error_floor,
+                restore=restore_while_comparing,
+            )
+        finally:
+            _release_arrow_memory()
         if inputs is None:
             reason = f"no sample input is known for {type(source.model).__name__}"
             return tensors, OutputCheck(False, skipped_reason=reason)
         if tensors.problems:
             return tensors, OutputCheck(False, skipped_reason="tensors already differ")
+        if not restore_while_comparing:
+            check_pieces(
+                selected, iter_pieces(parquet_path), stored_dtypes, max_relative_error=float("inf"),
+                floor=config.relative_error_floor, restore=True,
+            )  # fmt: skip
+            _release_arrow_memory()
         tolerance = config.output_tolerance_for(tensors.float16_tensors > 0)
-        reloaded = iter_parquet_weights(parquet_path)
-        return tensors, check_outputs(source, reference, inputs, reloaded, set(selected), tolerance)
+        return tensors, check_outputs(source, reference, inputs, tolerance)
 
 
 def _validation_record(
@@ -259,6 +286,12 @@ def _publish(staging: Path, output: Path) -> None:
     output.rename(retired)
     staging.rename(output)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _release_arrow_memory() -> None:
+    # Arrow's allocator keeps freed chunks for reuse; torch cannot reuse them, so between the phases
+    # that use Arrow they go back to the system rather than add to the peak of the next phase.
+    pa.default_memory_pool().release_unused()
 
 
 def _sha256(path: Path) -> str:

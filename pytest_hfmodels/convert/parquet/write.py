@@ -13,7 +13,15 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from pytest_hfmodels.convert.parquet.format import SCHEMA, dtype_name, require_little_endian, tensor_bytes
+from pytest_hfmodels.convert.parquet.format import (
+    SCHEMA,
+    VALUE_ALIGNMENT,
+    copy_in_blocks,
+    dtype_name,
+    element_size,
+    require_little_endian,
+    tensor_bytes,
+)
 
 #: dtypes narrowed to float16 when float16 storage is asked for; bfloat16 is kept because
 #: float16 cannot hold its range, and integer tensors (ids, masks) must stay exact
@@ -70,19 +78,24 @@ def find_aliases(state_dict: Mapping[str, torch.Tensor]) -> dict[str, str]:
     for name, tensor in state_dict.items():
         if tensor.numel() == 0:
             continue  # empty tensors share no bytes worth deduplicating
-        view = (
-            tensor.device,
-            tensor.untyped_storage().data_ptr(),
-            tensor.storage_offset(),
-            tuple(tensor.shape),
-            tuple(tensor.stride()),
-            tensor.dtype,
-        )
+        view = view_key(tensor)
         if view in first_name:
             aliases[name] = first_name[view]
         else:
             first_name[view] = name
     return aliases
+
+
+def view_key(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """Equal for two tensors exactly when they view the same elements of the same memory."""
+    return (
+        tensor.device,
+        tensor.untyped_storage().data_ptr(),
+        tensor.storage_offset(),
+        tuple(tensor.shape),
+        tuple(tensor.stride()),
+        tensor.dtype,
+    )
 
 
 def stored_dtype(dtype: torch.dtype, use_float16: bool) -> torch.dtype:
@@ -99,21 +112,15 @@ def write_weights(
     max_chunk_bytes: int,
     show_progress: bool,
 ) -> WrittenWeights:
-    """Write every tensor of `state_dict` to `path`, tied tensors once; `path` must not be in use."""
+    """Write every tensor of `state_dict` to `path`, tied tensors once; `path` must not be in use.
+
+    Tensors go to the file one chunk at a time and nothing is kept, so the memory this needs beyond
+    the state dict is about two chunks (Parquet's page and its compressed copy), whatever the model.
+    """
     require_little_endian()
     aliases = find_aliases(state_dict)
-    codec = None if compression == "none" else compression
-    writer = pq.ParquetWriter(
-        path,
-        SCHEMA,
-        compression=codec,
-        compression_level=compression_level if compression == "zstd" else None,
-        use_dictionary=False,  # tensor bytes do not repeat; names are unique
-        write_statistics=["name"],  # name min/max per row group find a tensor; data stats are useless
-        write_page_checksum=True,  # readers verify, so a corrupted page is an error, not wrong weights
-    )
     stored: list[StoredTensor] = []
-    try:
+    with _RowGroupWriter(path, compression, compression_level) as writer:
         with tqdm(total=len(state_dict), unit="tensor", desc="parquet", disable=not show_progress) as bar:
             for name, tensor in state_dict.items():
                 if name in aliases:
@@ -121,11 +128,9 @@ def write_weights(
                 else:
                     stored.append(_write_tensor(writer, name, tensor, use_float16, max_chunk_bytes))
                 bar.update(1)
-            alias_rows = [t for t in stored if t.alias_of is not None]
-            if alias_rows:
-                writer.write_table(_alias_table(alias_rows))
-    finally:
-        writer.close()
+        alias_rows = [t for t in stored if t.alias_of is not None]
+        if alias_rows:
+            writer.write(_alias_table(alias_rows), value_bytes=None)
     unique = [t for t in stored if t.alias_of is None]
     source_bytes = sum(state_dict[t.name].numel() * state_dict[t.name].element_size() for t in unique)
     return WrittenWeights(
@@ -134,6 +139,61 @@ def write_weights(
         source_bytes=source_bytes,
         total_parameters=sum(t.num_params for t in unique),
     )
+
+
+class _RowGroupWriter:
+    """The file's ParquetWriter, one row group per `write`; uncompressed values aligned for mapping.
+
+    A tensor's bytes end their row group (the last column's one page), so the padding that puts
+    their first byte at a multiple of VALUE_ALIGNMENT follows from the row group's size, which a dry
+    run into a stream that only counts bytes gives exactly (page headers hold sizes and checksums,
+    never file offsets). The dry run costs a memory copy and a checksum of the chunk, no disk.
+    """
+
+    def __init__(self, path: Path, compression: str, compression_level: int) -> None:
+        options: dict[str, Any] = {
+            "compression": None if compression == "none" else compression,
+            "compression_level": compression_level if compression == "zstd" else None,
+            "use_dictionary": False,  # tensor bytes do not repeat; names are unique
+            # name min/max per row group find a tensor; data stats are useless
+            "write_statistics": ["name"],
+            # readers verify, so a corrupted page is an error, not wrong weights
+            "write_page_checksum": True,
+        }
+        self._sink = pa.OSFile(str(path), "wb")
+        try:
+            self._writer = pq.ParquetWriter(self._sink, SCHEMA, **options)
+        except BaseException:
+            self._sink.close()
+            raise
+        self._dry_run_options = options if compression == "none" else None
+
+    def __enter__(self) -> _RowGroupWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._sink.close()
+
+    def write(self, table: pa.Table, value_bytes: int | None) -> None:
+        """Write `table` as one row group; `value_bytes`: the size of its one value, to align."""
+        if self._dry_run_options is not None and value_bytes is not None:
+            size = _row_group_bytes(table, self._dry_run_options)
+            value_start = self._sink.tell() + size - value_bytes
+            self._sink.write(bytes(-value_start % VALUE_ALIGNMENT))
+        self._writer.write_table(table)
+
+
+def _row_group_bytes(table: pa.Table, options: dict[str, Any]) -> int:
+    counter = pa.MockOutputStream()
+    # A writer of its own, closed at once: a writer left open holds its last row group's buffers
+    # (measured: a second copy of the chunk through the real write).
+    with pq.ParquetWriter(counter, SCHEMA, **options) as dry_run:
+        start = counter.tell()  # after the file's leading magic bytes
+        dry_run.write_table(table)
+        return int(counter.tell() - start)
 
 
 def _alias(name: str, tensor: torch.Tensor, target: str, use_float16: bool) -> StoredTensor:
@@ -151,16 +211,18 @@ def _alias(name: str, tensor: torch.Tensor, target: str, use_float16: bool) -> S
 
 
 def _write_tensor(
-    writer: pq.ParquetWriter, name: str, tensor: torch.Tensor, use_float16: bool, max_chunk_bytes: int
+    writer: _RowGroupWriter, name: str, tensor: torch.Tensor, use_float16: bool, max_chunk_bytes: int
 ) -> StoredTensor:
     dtype = stored_dtype(tensor.dtype, use_float16)
-    # One tensor at a time is narrowed, so the float16 copies never add up to a second model.
-    raw = tensor_bytes(tensor.detach().to(dtype))
-    starts = list(range(0, raw.nbytes, max_chunk_bytes)) or [0]
+    flat = tensor.detach().reshape(-1)  # a view of a contiguous tensor (a copy of any other)
+    # Whole elements per chunk (at least one), so each chunk can be checked and restored on its own.
+    per_chunk = max(1, max_chunk_bytes // element_size(dtype))
+    starts = list(range(0, flat.numel(), per_chunk)) or [0]
     for index, start in enumerate(starts):
-        chunk = raw[start : start + max_chunk_bytes]
-        # one row per write_table call: one row group per chunk, read back on its own
-        writer.write_table(
+        # Narrowed a chunk at a time: the float16 copy is never more than one chunk.
+        chunk = tensor_bytes(_converted(flat[start : start + per_chunk], dtype))
+        # one row per write: one row group per chunk, read back on its own
+        writer.write(
             pa.Table.from_arrays(
                 [
                     pa.array([name], pa.string()),
@@ -173,17 +235,27 @@ def _write_tensor(
                     _binary_without_copy(chunk),
                 ],
                 schema=SCHEMA,
-            )
+            ),
+            value_bytes=chunk.nbytes,
         )
+        del chunk  # the float16 copy of this chunk goes before the next is made
     return StoredTensor(
         name=name,
         shape=tuple(tensor.shape),
         source_dtype=dtype_name(tensor.dtype),
         dtype=dtype_name(dtype),
         num_params=tensor.numel(),
-        num_bytes=raw.nbytes,
+        num_bytes=tensor.numel() * element_size(dtype),
         num_chunks=len(starts),
     )
+
+
+def _converted(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if values.dtype == dtype:
+        return values  # written as it is: no copy
+    converted = torch.empty(values.shape, dtype=dtype)
+    copy_in_blocks(converted, values.cpu())
+    return converted
 
 
 def _binary_without_copy(raw: np.ndarray) -> pa.Array:
