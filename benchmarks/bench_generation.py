@@ -9,8 +9,9 @@ modes `--recompute-rounds` rounds (medians printed):
 
   pytorch cache      transformers generate with its own cache (what from_pretrained measures)
   pytorch recompute  generate(use_cache=False): the whole sequence every step
-  ort cache          the with-past graph in onnxruntime, presents kept as OrtValues (IO binding)
-  ort cache, copies  the same, every step's presents copied to numpy and back
+  ort cache          the with-past graph in onnxruntime, as the onnxruntime mode runs it on the CPU
+  ort cache, IO b.   the same, presents kept as OrtValues bound as the next step's past (IO binding)
+  ort cache, no spin the same, idle threads sleeping instead of spinning (shared, busy cores)
   ort recompute      the same graph fed the whole sequence every step with an empty past
   openvino cache     the same graph compiled by OpenVINO (f32, PERFORMANCE_HINT LATENCY)
 
@@ -20,7 +21,7 @@ after the first (the first token's step is the prefill); TTFT is that first step
 export's time is the build's: load, export, validation in onnxruntime. The table ends with the ratios
 the engine is held to, then ONE JSON line of every figure.
 
-    .venv/bin/python benchmarks/bench_generation.py [--new-tokens 128] [--prompt-tokens 16] [--rounds 3]
+    .venv/bin/python benchmarks/bench_generation.py [--new-tokens 128] [--prompt-tokens 16] [--rounds 5]
                                                     [--cache-dir DIR] [--threads N]
 """
 
@@ -38,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 MODEL_KEY = "smollm2-135m-random"
-#: (figure, over, at least): what the engine is held to
+#: (name, mode, over mode, at least): the decode tokens/s ratios the engine is held to
 TARGETS = (
-    ("ort_cache_decode_tok_s", "pytorch_cache_decode_tok_s", 2.5),
-    ("ort_cache_decode_tok_s", "ort_recompute_decode_tok_s", 4.0),
-    ("openvino_cache_decode_tok_s", "pytorch_cache_decode_tok_s", 1.5),
+    ("ort_over_pytorch", "ort_cache", "pytorch_cache", 2.5),
+    ("ort_over_ort_recompute", "ort_cache", "ort_recompute", 4.0),
+    ("openvino_over_pytorch", "openvino_cache", "pytorch_cache", 1.5),
 )
 
 
@@ -64,11 +65,14 @@ def interleaved(modes: Sequence[tuple[str, Callable[[], Any], int, int]]) -> dic
 
 
 def summary(runs: Sequence[Any]) -> dict[str, Any]:
-    """Medians over rounds: decode tokens/s, ms per token, TTFT, end-to-end tokens/s."""
-    decode = statistics.median(run.decode_tokens_per_s for run in runs)
+    """Over rounds: median and best decode tokens/s, median ms per token, TTFT and end-to-end tokens/s.
+    The best round is the least disturbed by other jobs on the cores (noise only ever slows a round)."""
+    rates = [run.decode_tokens_per_s for run in runs]
+    decode = statistics.median(rates)
     return {
         "runs": runs,
         "decode_tok_s": decode,
+        "best_decode_tok_s": max(rates),
         "ms_per_token": 1000.0 / decode,
         "ttft_ms": statistics.median(run.step_ms[0] for run in runs),
         "end_to_end_tok_s": statistics.median(run.new_tokens / (run.total_ms / 1000.0) for run in runs),
@@ -91,7 +95,7 @@ def main() -> None:
     )
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-tokens", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of the cached modes")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of the cached modes")
     parser.add_argument(
         "--recompute-rounds", type=int, default=1, help="timed rounds of the recomputing modes"
     )
@@ -144,6 +148,11 @@ def main() -> None:
             str(export.decoder_path), session_options, providers=["CPUExecutionProvider"]
         )
         ort_load_s = time.perf_counter() - begun
+        # The same graph with idle threads sleeping instead of spinning: what shared, busy cores prefer.
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sleeping = onnxruntime.InferenceSession(
+            str(export.decoder_path), session_options, providers=["CPUExecutionProvider"]
+        )
         ov_config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if options.threads:
             ov_config["INFERENCE_NUM_THREADS"] = options.threads
@@ -153,8 +162,9 @@ def main() -> None:
         ov_load_s = time.perf_counter() - begun
         ov_precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
+        plain = OnnxRuntimeGraph(session)  # what the onnxruntime mode runs on the CPU
         bound = OnnxRuntimeGraph(session, io_binding=True)
-        copied = OnnxRuntimeGraph(session, io_binding=False)
+        no_spin = OnnxRuntimeGraph(sleeping)
         ov_graph = OpenVinoGraph(compiled, export.graph_inputs["decoder"], export.graph_outputs["decoder"])
 
         print(
@@ -164,31 +174,33 @@ def main() -> None:
         print(
             "decode tokens/s per round, the modes in turn (a warm-up round each first, none for recomputing):"
         )
+        cached, recomputed = options.rounds, options.recompute_rounds
         modes = (
-            ("pytorch_cache", lambda: pytorch_generate(model, inputs, new), options.rounds, 1),
-            ("ort_cache", lambda: greedy_decoder_only(bound, inputs, new, rules, export), options.rounds, 1),
+            ("pytorch_cache", lambda: pytorch_generate(model, inputs, new), cached, 1),
+            ("ort_cache", lambda: greedy_decoder_only(plain, inputs, new, rules, export), cached, 1),
             (
-                "ort_cache_copies",
-                lambda: greedy_decoder_only(copied, inputs, new, rules, export),
-                options.rounds,
+                "ort_cache_io_binding",
+                lambda: greedy_decoder_only(bound, inputs, new, rules, export),
+                cached,
                 1,
             ),
             (
-                "openvino_cache",
-                lambda: greedy_decoder_only(ov_graph, inputs, new, rules, export),
-                options.rounds,
+                "ort_cache_no_spin",
+                lambda: greedy_decoder_only(no_spin, inputs, new, rules, export),
+                cached,
                 1,
             ),
+            ("openvino_cache", lambda: greedy_decoder_only(ov_graph, inputs, new, rules, export), cached, 1),
             (
                 "ort_recompute",
-                lambda: greedy_decoder_only(bound, inputs, new, rules, export, use_cache=False),
-                options.recompute_rounds,
+                lambda: greedy_decoder_only(plain, inputs, new, rules, export, use_cache=False),
+                recomputed,
                 0,
             ),
             (
                 "pytorch_recompute",
                 lambda: pytorch_generate(model, inputs, new, use_cache=False),
-                options.recompute_rounds,
+                recomputed,
                 0,
             ),
         )
@@ -201,40 +213,43 @@ def main() -> None:
             "prompt_tokens": inputs.prompt_tokens,
         }
         print()
-        header = f"{'decode tok/s':>12} {'ms/token':>9} {'TTFT ms':>8} {'e2e tok/s':>9}"
-        print(f"{'mode':18} {header}  tokens vs PyTorch")
+        header = f"{'decode tok/s':>12} {'best':>7} {'ms/token':>9} {'TTFT ms':>8} {'e2e tok/s':>9}"
+        print(f"{'mode (medians)':18} {header}  tokens vs PyTorch")
         for name, row in rows.items():
             agreement = (
                 "reference" if name == "pytorch_cache" else first_difference(reference, row["runs"][0])
             )
             print(
-                f"{name.replace('_', ' '):18} {row['decode_tok_s']:12.2f} {row['ms_per_token']:9.2f} "
-                f"{row['ttft_ms']:8.1f} {row['end_to_end_tok_s']:9.2f}  {agreement}"
+                f"{name.replace('_', ' '):18} {row['decode_tok_s']:12.2f} {row['best_decode_tok_s']:7.2f} "
+                f"{row['ms_per_token']:9.2f} {row['ttft_ms']:8.1f} {row['end_to_end_tok_s']:9.2f}  "
+                f"{agreement}"
             )
             figures[f"{name}_decode_tok_s"] = round(row["decode_tok_s"], 3)
+            figures[f"{name}_best_decode_tok_s"] = round(row["best_decode_tok_s"], 3)
             figures[f"{name}_ttft_ms"] = round(row["ttft_ms"], 2)
             figures[f"{name}_end_to_end_tok_s"] = round(row["end_to_end_tok_s"], 3)
             if name != "pytorch_cache":
                 figures[f"{name}_tokens_equal"] = agreement == "equal"
         print()
-        print(f"{'ratio':52} {'measured':>8} {'target':>7}")
-        for figure, over, target in TARGETS:
-            ratio = figures[figure] / figures[over]
-            verdict = "met" if ratio >= target else "MISSED"
-            print(f"{figure + ' / ' + over:52} {ratio:7.2f}x {target:6.1f}x  {verdict}")
-        ratios = {
-            "ort_over_pytorch": figures["ort_cache_decode_tok_s"] / figures["pytorch_cache_decode_tok_s"],
-            "ort_over_ort_recompute": figures["ort_cache_decode_tok_s"]
-            / figures["ort_recompute_decode_tok_s"],
-            "ort_over_pytorch_recompute": figures["ort_cache_decode_tok_s"]
-            / figures["pytorch_recompute_decode_tok_s"],
-            "openvino_over_pytorch": figures["openvino_cache_decode_tok_s"]
-            / figures["pytorch_cache_decode_tok_s"],
-            "io_binding_gain": figures["ort_cache_decode_tok_s"] / figures["ort_cache_copies_decode_tok_s"],
-        }
+        print(f"{'decode tokens/s ratio':40} {'medians':>8} {'bests':>8} {'target':>7}")
+        met = {"median": True, "best": True}
+        for key, figure, over, target in TARGETS:
+            median = rows[figure]["decode_tok_s"] / rows[over]["decode_tok_s"]
+            best = rows[figure]["best_decode_tok_s"] / rows[over]["best_decode_tok_s"]
+            met["median"] &= median >= target
+            met["best"] &= best >= target
+            verdicts = "/".join("met" if r >= target else "MISSED" for r in (median, best))
+            print(f"{figure + ' / ' + over:40} {median:7.2f}x {best:7.2f}x {target:6.1f}x  {verdicts}")
+            figures[key] = round(median, 3)
+            figures[key + "_best"] = round(best, 3)
+        ratio = {name: row["decode_tok_s"] for name, row in rows.items()}
+        figures["io_binding_gain"] = round(ratio["ort_cache_io_binding"] / ratio["ort_cache"], 3)
+        figures["no_spin_gain"] = round(ratio["ort_cache_no_spin"] / ratio["ort_cache"], 3)
+        figures["ort_over_pytorch_recompute"] = round(ratio["ort_cache"] / ratio["pytorch_recompute"], 3)
         print(
-            f"io binding: {ratios['io_binding_gain']:.2f}x the decode rate of copying the presents; "
-            f"onnxruntime over PyTorch recomputing: {ratios['ort_over_pytorch_recompute']:.2f}x"
+            f"onnxruntime: IO binding {figures['io_binding_gain']:.2f}x plain runs, threads "
+            f"sleeping {figures['no_spin_gain']:.2f}x spinning, {figures['ort_over_pytorch_recompute']:.2f}x "
+            "PyTorch recomputing"
         )
         print(
             f"with-past export: {export.seconds:.1f} s ({export.source}; torch.onnx.export "
@@ -243,7 +258,6 @@ def main() -> None:
             f"{ort_load_s:.1f} s, OpenVINO read + compile {ov_load_s:.1f} s ({ov_precision}); "
             f"load average {load_before:.2f} -> {load_after:.2f}"
         )
-        figures.update({k: round(v, 3) for k, v in ratios.items()})
         figures.update(
             {
                 "export_s": round(export.seconds, 2),
@@ -256,7 +270,8 @@ def main() -> None:
                 "torch_threads": torch.get_num_threads(),
                 "load_average_before": round(load_before, 2),
                 "load_average_after": round(load_after, 2),
-                "targets_met": all(figures[f] / figures[o] >= t for f, o, t in TARGETS),
+                "targets_met": met["median"],
+                "targets_met_best_rounds": met["best"],
             }
         )
         print(json.dumps(figures))

@@ -12,7 +12,12 @@ Wall time is what a user waits; CPU time (the process and its children: user + s
 beside it because on a shared machine it moves much less with the others' load. Ends with one
 JSON line of the figures (medians in ms; ratios plugin / without, of wall and of CPU time).
 
-    .venv/bin/python benchmarks/bench_plugin_load.py [--repeats 11]
+Python compiles each module it imports unless a bytecode cache holds it; with
+PYTHONDONTWRITEBYTECODE set (as in some CI images) every run compiles the plugin's modules again.
+--bytecode-cache runs every side with a cache in a temporary folder (PYTHONPYCACHEPREFIX), as a
+normal installation has.
+
+    .venv/bin/python benchmarks/bench_plugin_load.py [--repeats 11] [--bytecode-cache]
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from pathlib import Path
 NO_PLUGIN = ["-p", "no:hfmodels"]
 
 
-def once(args: list[str], cwd: Path) -> tuple[float, float]:
+def once(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall ms and CPU ms (with its children, xdist's workers) of a fresh interpreter running `args`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, check=False)
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, check=False)
     wall = (time.perf_counter() - start) * 1000
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -48,9 +53,17 @@ def once(args: list[str], cwd: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=11)
-    repeats = parser.parse_args().repeats
+    parser.add_argument("--bytecode-cache", action="store_true", help="compiled modules cached, as installed")
+    options = parser.parse_args()
+    repeats = options.repeats
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp)  # an unrelated project: its own rootdir, one plain test
+        project = Path(tmp) / "project"  # an unrelated project: its own rootdir, one plain test
+        project.mkdir()
+        env = dict(os.environ)
+        if options.bytecode_cache:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        bytecode = "no bytecode cache" if env.get("PYTHONDONTWRITEBYTECODE") else "bytecode cached"
         (project / "pytest.ini").write_text("[pytest]\n")
         (project / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
         suite = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"]
@@ -61,15 +74,16 @@ def main() -> None:
             "suite_n2": ("one-test suite -n 2", [*suite, "-n", "2", *NO_PLUGIN], [*suite, "-n", "2"]),
         }
         for _, without, with_plugin in pairs.values():  # warm the page cache and the bytecode caches
-            once(without, project), once(with_plugin, project)
+            once(without, project, env), once(with_plugin, project, env)
         samples: dict[str, tuple[list[tuple[float, float]], ...]] = {name: ([], []) for name in pairs}
         for _ in range(repeats):
             for name, (_, without, with_plugin) in pairs.items():
-                samples[name][0].append(once(without, project))
-                samples[name][1].append(once(with_plugin, project))
+                samples[name][0].append(once(without, project, env))
+                samples[name][1].append(once(with_plugin, project, env))
 
-    figures: dict[str, float] = {}
-    print(f"median of {repeats}, interleaved, ms; load average {os.getloadavg()[0]:.1f} at the end")
+    figures: dict[str, float | bool] = {"bytecode_cache": bytecode == "bytecode cached"}
+    load = os.getloadavg()[0]
+    print(f"median of {repeats}, interleaved, ms; {bytecode}; load average {load:.1f} at the end")
     print(f"{'':<22}{'wall: without':>14}{'with':>7}{'ratio':>8}{'cpu: without':>15}{'with':>7}{'ratio':>8}")
     for name, (without, with_plugin) in samples.items():
         line = f"{pairs[name][0]:<22}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ class Case:
     #: --hf-weights random on a Hub entry: its configuration runs with seeded random weights
     random_weights: bool = False
     scenario: str = "forward"  #: forward | generate (greedy decoding of Settings.new_tokens)
+    #: what a test parametrized with the case varies over (`coarsened`): case (every input
+    #: size and scenario), runner (model x mode x device) or model (one per model)
+    grain: str = "case"
 
     @property
     def weights(self) -> str:
@@ -32,12 +36,36 @@ class Case:
 
     @property
     def id(self) -> str:
+        if self.grain == "model":
+            return self.entry.key
+        if self.grain == "runner":
+            return f"{self.entry.key}-{self.mode}-{self.hardware}"
         suffix = f"-b{self.batch_size}" if self.batch_size != 1 else ""
         if self.input_size is not None:
             suffix += f"-{self.input_size}s" if self.entry.modality == "audio" else f"-s{self.input_size}"
         if self.scenario != "forward":
             suffix += f"-{self.scenario}"
         return f"{self.entry.key}-{self.mode}-{self.hardware}{suffix}"
+
+
+#: the grains a test can vary over, finest first
+GRAINS = ("case", "runner", "model")
+
+
+def coarsened(cases: Iterable[Case], grain: str) -> list[Case]:
+    """One case per model x mode x device ("runner") or per model ("model"), the first of each in
+    the cases' order, at batch 1 and the sample's own size: a test that asks only for a model's
+    folder gains nothing from running once per batch size."""
+    if grain == "case":
+        return list(cases)
+    chosen: dict[tuple[str, ...], Case] = {}
+    for case in cases:
+        key = (case.entry.key,) if grain == "model" else (case.entry.key, case.mode, case.hardware)
+        if key not in chosen:
+            chosen[key] = dataclasses.replace(
+                case, batch_size=1, input_size=None, scenario="forward", grain=grain
+            )
+    return list(chosen.values())
 
 
 def hardware_for_mode(mode: str, settings: Settings, hardware: Hardware) -> tuple[str, ...]:

@@ -251,6 +251,13 @@ def _onnx_fields(runner: Runner) -> dict[str, Any]:
     onnx = getattr(runner, "onnx", None)
     if onnx is None:
         return {}
+    if onnx.source == "huggingface":  # the repo's own file, checked against PyTorch, never converted
+        return {
+            "onnx_source": "huggingface",
+            "onnx_conversion_status": "original",
+            "onnx_cache_hit": onnx.from_cache,
+            "onnx_local_path": str(onnx.path),
+        }
     return {
         "onnx_source": "pytorch_conversion",
         "onnx_conversion_status": "converted",

@@ -50,10 +50,15 @@ class RunnerPool:
         threads: int | None = None,
         *,
         verify_cache: bool = False,
+        onnx_files: tuple[str, ...] = (),
+        offline: bool = False,
     ) -> None:
         self.budget_mb = default_budget_mb() if budget_mb is None else budget_mb
         self.cache_root = cache_root  #: where runners that convert (onnxruntime, openvino) cache files
         self.verify_cache = verify_cache  #: rehash their cached conversions before use
+        #: a Hub model's own ONNX files the exported modes use before converting (--hf-onnx-file)
+        self.onnx_files = onnx_files
+        self.offline = offline
         self.threads = threads  #: CPU threads per runtime (threads.thread_budget); None: their default
         self._loaded: OrderedDict[tuple[str, str, str], Loaded] = OrderedDict()
         self.released: list[tuple[str, str, str]] = []  #: eviction order, for reports and tests
@@ -76,6 +81,12 @@ class RunnerPool:
             runner.cache_root = self.cache_root or runner.cache_root
         if hasattr(runner, "verify_cache"):
             runner.verify_cache = self.verify_cache
+        if hasattr(runner, "hub_repo"):
+            # Only a Hub model run with its own weights can use the repo's file: random weights
+            # (--hf-weights random) are not what the repo exported.
+            own_weights = case.entry.source == "hub" and not case.random_weights
+            runner.hub_repo = case.entry.id if own_weights else None
+            runner.onnx_files, runner.offline = self.onnx_files, self.offline
         # torch, transformers and the runtime take hundreds of MB the first time; they are the
         # process's, not the model's, so they are imported before the model's load is measured.
         for module in MODES[case.mode].packages:

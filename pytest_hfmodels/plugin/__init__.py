@@ -13,28 +13,20 @@ fixture requested) detects no hardware, reads no registry and makes no recorder.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_hfmodels.plugin.activation import RowWatcher, declare_options, lazy_fixture, plugin_asked
+from pytest_hfmodels.plugin.activation import RowWatcher, declare_options, lazy_fixtures, plugin_asked
 from pytest_hfmodels.plugin.session import CASE_RECORD_KEY, existing_session, plugin_session
 from pytest_hfmodels.plugin.xdist import DistDefault, XdistHooks
 
-# Fixtures are found as attributes of the plugin module: those of `fixtures`, declared by name,
-# scope and arguments, so that `fixtures` (and what it imports) loads only when a test uses one.
-hf_session = lazy_fixture("hf_session", "session", "request")
-hf_hardware = lazy_fixture("hf_hardware", "session", "hf_session")
-hf_case = lazy_fixture("hf_case", "function", "request")
-hf_record = lazy_fixture("hf_record", "function", "request", "hf_case")
-hf_device = lazy_fixture("hf_device", "function", "hf_case", "hf_hardware", "hf_record")
-hf_model_files = lazy_fixture("hf_model_files", "function", "hf_case", "hf_session", "hf_record")
-hf_model_path = lazy_fixture("hf_model_path", "function", "hf_model_files")
-hf_runner = lazy_fixture(
-    "hf_runner", "function", "hf_case", "hf_device", "hf_model_files", "hf_session", "hf_record"
-)
+# Fixtures are found as attributes of the plugin module: those of `fixtures`, as stand-ins read
+# from its source, so that `fixtures` (and all it imports) loads only when a test uses one.
+globals().update(lazy_fixtures("pytest_hfmodels.plugin.fixtures", Path(__file__).with_name("fixtures.py")))
 
 SUITE_PATH = Path(__file__).parent.parent / "suite" / "test_models.py"
 #: the marks every case carries; made once, as a mark per case costs more than the rest of its param
@@ -53,10 +45,17 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     from pytest_hfmodels.errors import RegistryError, SelectionError
     from pytest_hfmodels.registry.select import as_table
 
-    s = plugin_session(config).settings
+    session = plugin_session(config)
+    s = session.settings
     listed_set = config.getoption("hf_set") or "all"  # the whole registry unless a set is named
     try:
-        print(as_table(plugin_session(config).registry.select(s.families, s.models, listed_set)))
+        # The custom set is a file of its own, its models placed as a run would place them.
+        listed = (
+            session.entries
+            if s.model_set == "custom"
+            else session.registry.select(s.families, s.models, listed_set)
+        )
+        print(as_table(listed))
     except (RegistryError, SelectionError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     return 0
@@ -97,9 +96,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "hf_case" not in metafunc.fixturenames:
         return
-    cases = plugin_session(metafunc.config).cases
+    from pytest_hfmodels.cases.expand import coarsened
+
+    cases = coarsened(plugin_session(metafunc.config).cases, case_grain(metafunc))
     params = [pytest.param(case, id=case.id, marks=_case_marks(case.entry.key)) for case in cases]
     metafunc.parametrize("hf_case", params, indirect=True)
+
+
+def case_grain(metafunc: pytest.Metafunc) -> str:
+    """What a test varies over, from what it asks for: hf_case or hf_record itself, every case (input
+    sizes, scenarios); hf_runner or hf_device, model x mode x device; else (hf_model_path,
+    hf_model_files, hf_onnx_path) one per model."""
+    own = set(inspect.signature(metafunc.function).parameters)
+    if own & {"hf_case", "hf_record"}:
+        return "case"
+    if {"hf_runner", "hf_device"} & set(metafunc.fixturenames):
+        return "runner"
+    return "model"
 
 
 def _case_marks(key: str) -> tuple[pytest.MarkDecorator, ...]:

@@ -38,7 +38,8 @@ def hf_hardware(hf_session: PluginSession) -> Hardware:
 def hf_case(request: pytest.FixtureRequest) -> Case:
     """The generated case: registry entry, mode and device label."""
     case: Case = request.param
-    request.node.stash[CASE_RECORD_KEY] = CaseRecord(case)
+    if case.grain != "model":  # a row says how a model ran in a mode: a folder's test has no mode
+        request.node.stash[CASE_RECORD_KEY] = CaseRecord(case)
     return case
 
 
@@ -62,7 +63,7 @@ def hf_device(hf_case: Case, hf_hardware: Hardware, hf_record: CaseRecord) -> De
 
 
 @pytest.fixture
-def hf_model_files(hf_case: Case, hf_session: PluginSession, hf_record: CaseRecord) -> ModelFiles:
+def hf_model_files(hf_case: Case, hf_session: PluginSession, request: pytest.FixtureRequest) -> ModelFiles:
     for module in hf_case.entry.dependencies:
         if importlib.util.find_spec(module) is None:
             pytest.skip(str(DependencyMissingError(module, f"model {hf_case.entry.key!r}")))
@@ -70,7 +71,9 @@ def hf_model_files(hf_case: Case, hf_session: PluginSession, hf_record: CaseReco
         files = hf_session.model_files(hf_case)
     except (DependencyMissingError, ModelUnavailableError) as exc:
         pytest.skip(str(exc))
-    hf_record.model_type = files.model_type
+    record = request.node.stash.get(CASE_RECORD_KEY, None)
+    if record is not None:
+        record.model_type = files.model_type
     return files
 
 
@@ -78,6 +81,32 @@ def hf_model_files(hf_case: Case, hf_session: PluginSession, hf_record: CaseReco
 def hf_model_path(hf_model_files: ModelFiles) -> Path:
     """The folder with the case's model files (built, found in a package or the cache, or downloaded)."""
     return hf_model_files.path
+
+
+@pytest.fixture
+def hf_onnx_path(hf_case: Case, hf_model_files: ModelFiles, hf_session: PluginSession) -> Path:
+    """The model's ONNX file: the repo's own when it publishes one (`--hf-onnx-file`), validated
+    against PyTorch, else this tool's validated conversion, made once per machine."""
+    for module in ("onnx", "onnxruntime", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(str(DependencyMissingError(module, "hf_onnx_path")))
+    from pytest_hfmodels.convert.onnx.source import model_onnx
+
+    entry, settings = hf_case.entry, hf_session.settings
+    own_weights = entry.source == "hub" and not hf_case.random_weights
+    onnx, _ = model_onnx(
+        hf_model_files.path,
+        hf_session.cache_root,
+        model_id=entry.id,
+        tolerances=entry.tolerances,
+        repo_id=entry.id if own_weights else None,
+        revision=entry.revision,
+        onnx_files=settings.onnx_files,
+        offline=settings.offline,
+        full_check=settings.verify_cache,
+        with_reference=False,
+    )
+    return onnx.path
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ class PluginSession:
     _registry: Registry | None = None
     _hardware: Hardware | None = None
     _cases: list[Case] | None = None
+    _entries: tuple[ModelEntry, ...] | None = None
     _files: dict[str, ModelFiles] = field(default_factory=dict)
     _runners: RunnerPool | None = None
 
@@ -71,6 +72,15 @@ class PluginSession:
         return self._hardware is not None
 
     @property
+    def entries(self) -> tuple[ModelEntry, ...]:
+        """What the selection names: registry entries, the custom set, Hub ids and folders."""
+        if self._entries is None:
+            from pytest_hfmodels.cases.selection import selected_entries
+
+            self._entries = selected_entries(self.registry, self.settings)
+        return self._entries
+
+    @property
     def cases(self) -> list[Case]:
         if self._cases is None:
             from pytest_hfmodels.cases.expand import expand
@@ -79,14 +89,7 @@ class PluginSession:
             # The accelerator probe is a child process that mostly waits for it: it runs while
             # this one reads the registries, instead of before or after.
             probe = self._hardware_in_background()
-            if s.model_set == "custom" and s.models_file is not None:
-                from pytest_hfmodels.registry.custom_set import load_custom_set
-                from pytest_hfmodels.registry.select import select
-
-                custom = load_custom_set(s.models_file, self.registry)
-                entries = select(custom, s.families, s.models, "custom")
-            else:
-                entries = self.registry.select(s.families, s.models, s.model_set)
+            entries = self.entries
             if probe is not None:
                 probe.join()
             self._cases = expand(entries, s, self.hardware)
@@ -117,6 +120,8 @@ class PluginSession:
                 s.pool_memory_mb,
                 s.cache_dir,
                 verify_cache=s.verify_cache,
+                onnx_files=s.onnx_files,
+                offline=s.offline,
                 threads=thread_budget(s.threads, self.workers, available_cpus()),
             )
         return self._runners

@@ -17,7 +17,7 @@ worker whose tests request `hf_*` fixtures detects on its own when they first ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -75,9 +75,10 @@ def case_models(config: pytest.Config) -> CaseModels:
     from pytest_hfmodels.errors import HFModelsError
 
     try:
-        return CaseModels({case.id: case.entry.key for case in plugin_session(config).cases})
+        cases = plugin_session(config).cases
     except (HFModelsError, pytest.UsageError):
         return CaseModels({})
+    return CaseModels.of((case.id, case.entry.key) for case in cases)
 
 
 class CaseModels:
@@ -87,6 +88,20 @@ class CaseModels:
         self.models = models
         #: dashes inside a case id, most first: the spans of a longer parameter id worth trying
         self.dashes = sorted({case_id.count("-") for case_id in models}, reverse=True)
+
+    @classmethod
+    def of(cls, cases: Iterable[tuple[str, str]]) -> CaseModels:
+        """From (case id, model key) pairs. A test that needs less than a whole case is given one
+        case per model x mode x device, or per model, whose id is the start of its cases' ids
+        (`bert-tiny-pipeline-cpu`, `bert-tiny`): every such start counts as well."""
+        models: dict[str, str] = {}
+        for case_id, key in cases:
+            models[case_id] = key
+            end = len(key)
+            while end > 0:  # the case id's dash-delimited starts, the model key the shortest
+                models.setdefault(case_id[:end], key)
+                end = case_id.find("-", end + 1)
+        return cls(models)
 
     def model_of(self, nodeid: str) -> str | None:
         """`path::test_model[bert-tiny-pipeline-cpu]` is a generated case. A team's test

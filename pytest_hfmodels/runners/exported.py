@@ -25,6 +25,7 @@ from pytest_hfmodels.samples import sample_shape
 
 if TYPE_CHECKING:
     from pytest_hfmodels.convert.onnx.cached import OnnxExport
+    from pytest_hfmodels.convert.onnx.hub_file import HubOnnx
     from pytest_hfmodels.convert.onnx.with_past import WithPastExport
     from pytest_hfmodels.runners.generation import GenerationInputs, GenerationRun, Graph
 
@@ -36,12 +37,17 @@ class ExportedModelRunner:
     #: the cache root the session uses (--hf-cache-dir); None: `cache.store.default_cache_root()`
     cache_root: Path | None = None
     verify_cache: bool = False  #: rehash the cached conversion before use (--hf-verify-cache)
+    #: the Hub repo whose own ONNX file is used before converting (a Hub model with its own weights)
+    hub_repo: str | None = None
+    onnx_files: tuple[str, ...] = ()  #: the repo files tried, in order (--hf-onnx-file)
+    offline: bool = False  #: the HF cache answers for the Hub
 
     def __init__(self, entry: ModelEntry, device: Device) -> None:
         self.entry = entry
         self.device = device
         self.model: Any = None  #: the PyTorch original (hf_runner counts its parameters)
-        self.onnx: OnnxExport | None = None  #: the file, its exporter, source, conversion time and diffs
+        #: the repo's own file (HubOnnx) or this tool's conversion (OnnxExport), and how it was made
+        self.onnx: OnnxExport | HubOnnx | None = None
         self.precision: str | None = None  #: what the runtime actually computes in (fp32, bf16, fp16)
         self.reference: Any = None  #: convert.onnx.reference.ReferenceModel
         self.threads: int | None = None
@@ -54,29 +60,27 @@ class ExportedModelRunner:
         self.generation_session_s: float | None = None  #: of that, opening the sessions alone
         self.generation_graphs: dict[str, Graph] = {}  #: decoder, and encoder for encoder-decoders
         self.generation_precision: str | None = None  #: what the with-past decoder computes in
+        self._positions: int | None = None  #: learned decoder positions (`generation.learned_positions`)
 
     def load(self, model_dir: Path) -> None:
-        from pytest_hfmodels.convert.onnx.cached import export_onnx
-        from pytest_hfmodels.convert.onnx.reference import load_reference
-        from pytest_hfmodels.convert.onnx.specs import read_config, spec_for
+        from pytest_hfmodels.convert.onnx.source import model_onnx
 
         limit_torch_threads(self.threads)  # the export and the PyTorch reference run in this process too
         self.model_dir = model_dir
-        config = read_config(model_dir)
-        spec = spec_for(model_dir, config)
-        root = self.cache_root or default_cache_root()
-        export = export_onnx(
+        onnx, reference = model_onnx(
             model_dir,
-            root,
-            spec,
-            tolerances=self.entry.tolerances,
+            self.cache_root or default_cache_root(),
             model_id=self.entry.id,
+            tolerances=self.entry.tolerances,
+            repo_id=self.hub_repo,
+            revision=self.entry.revision,
+            onnx_files=self.onnx_files,
+            offline=self.offline,
             full_check=self.verify_cache,
         )
-        self.onnx = export
-        self.reference = load_reference(model_dir, spec, config)
-        self.model = self.reference.model
-        self.load_runtime(export.path)
+        self.onnx, self.reference = onnx, reference
+        self.model = reference.model if reference is not None else None
+        self.load_runtime(onnx.path)
 
     def load_runtime(self, onnx_path: Path) -> None:
         """Open the ONNX file on the runner's device; set `precision`."""
@@ -100,6 +104,9 @@ class ExportedModelRunner:
         for name, values in outputs.items():
             checks.check_finite(f"{self.mode}.{name}", values)
         expected = self.reference.run(inputs)
+        if self.onnx is not None and self.onnx.source == "huggingface":
+            # A repo's own file returns the outputs its exporter chose: those PyTorch has are compared.
+            expected = {name: value for name, value in expected.items() if name in outputs}
         tolerances = self.entry.tolerances
         agreement = compare_outputs(expected, outputs, tolerances.atol, tolerances.rtol)
         if not agreement.ok:
@@ -124,12 +131,14 @@ class ExportedModelRunner:
         """Greedy decoding of exactly `new_tokens` tokens per row through the with-past graph(s)."""
         from pytest_hfmodels.convert.onnx.with_past import DECODER_ONLY
         from pytest_hfmodels.runners.generation import (
+            check_positions,
             greedy_decoder_only,
             greedy_encoder_decoder,
             greedy_rules,
         )
 
         export = self._generation_ready()
+        check_positions(self._positions, inputs, new_tokens, export.model_type)
         rules = greedy_rules(self.model.generation_config)
         graphs = self.generation_graphs
         if export.architecture == DECODER_ONLY:
@@ -173,6 +182,7 @@ class ExportedModelRunner:
     def _generation_ready(self) -> WithPastExport:
         """The with-past export and its open graphs, made on the first call."""
         from pytest_hfmodels.convert.onnx.with_past import export_with_past
+        from pytest_hfmodels.runners.generation import learned_positions
 
         if self.generation_export is not None and self.generation_graphs:
             return self.generation_export
@@ -187,6 +197,7 @@ class ExportedModelRunner:
             full_check=self.verify_cache,
         )
         opened = time.perf_counter()
+        self._positions = learned_positions(self.model)
         self.generation_graphs = self.open_generation(export)
         self.generation_session_s = time.perf_counter() - opened
         self.generation_load_s = time.perf_counter() - start

@@ -59,6 +59,7 @@ class FromPretrainedRunner:
         self.generation_export: Any = None  #: no export: PyTorch generates with its own cache
         self.generation_load_s: float | None = None
         self._generation_preprocessors: Any = None
+        self._positions: tuple[int | None] | None = None  #: (learned decoder positions,), once known
 
     def load(self, model_dir: Path) -> None:
         import transformers
@@ -242,8 +243,12 @@ class FromPretrainedRunner:
 
     def generate(self, inputs: GenerationInputs, new_tokens: int) -> GenerationRun:
         """transformers' greedy `generate` of exactly `new_tokens` tokens per row, timed per step."""
-        from pytest_hfmodels.runners.generation import pytorch_generate
+        from pytest_hfmodels.runners.generation import check_positions, learned_positions, pytorch_generate
 
+        layout, _ = self._generation_setup()
+        if self._positions is None:
+            self._positions = (learned_positions(self.model),)
+        check_positions(self._positions[0], inputs, new_tokens, layout.model_type)
         return pytorch_generate(self.model, inputs, new_tokens)
 
     def check_generation(self, inputs: GenerationInputs, run: GenerationRun) -> None:

@@ -189,9 +189,7 @@ def test_io_binding_and_recomputing_give_the_same_tokens(runner: Callable[[str, 
     session = made.generation_graphs["decoder"].session
     rules = greedy_rules(made.model.generation_config)
     export = made.generation_export
-    plain = greedy_decoder_only(
-        OnnxRuntimeGraph(session, io_binding=False), inputs, NEW_TOKENS, rules, export
-    )
+    plain = greedy_decoder_only(OnnxRuntimeGraph(session, io_binding=True), inputs, NEW_TOKENS, rules, export)
     recomputed = greedy_decoder_only(
         made.generation_graphs["decoder"], inputs, NEW_TOKENS, rules, export, use_cache=False
     )
@@ -272,3 +270,16 @@ def test_from_pretrained_refuses_a_vision_language_model_by_name() -> None:
             made.make_generation_inputs(1)  # type: ignore[attr-defined]
     finally:
         made.close()
+
+
+@pytest.mark.parametrize("mode", ["from_pretrained", "onnxruntime"])
+def test_more_positions_than_learned_ones_is_refused_by_name(
+    mode: str, runner: Callable[[str, str], Any]
+) -> None:
+    gpt2 = runner("gpt2-tiny", mode)  # n_positions 128
+    inputs = gpt2.make_generation_inputs(1, 120)
+    with pytest.raises(GenerationUnsupportedError, match=r"'gpt2'.* 136 positions; .* holds 128"):
+        gpt2.generate(inputs, 16)
+    whisper = runner("whisper-tiny-random", mode)  # max_target_positions 64, a prompt of 2
+    with pytest.raises(GenerationUnsupportedError, match=r"'whisper'.* 65 positions; .* holds 64"):
+        whisper.generate(whisper.make_generation_inputs(1), 63)

@@ -132,9 +132,9 @@ def test_a_teams_test_asks_through_its_fixtures_under_xdist(pytester: pytest.Pyt
     assert result.ret == 0 and outcomes["passed"] >= 1, result.stdout.str()[-2000:]
 
 
-def test_the_declared_fixtures_are_those_of_the_fixtures_module() -> None:
-    """The plugin declares its fixtures by name, scope and arguments (so that loading it imports
-    none of them): each declaration must say what the real fixture says."""
+def test_the_plugins_fixtures_are_stand_ins_for_those_of_the_fixtures_module() -> None:
+    """The plugin's fixtures are read from the source of `fixtures` (so that loading the plugin
+    imports none of it): each says what the real one says, name, scope, arguments, kind."""
     import pytest_hfmodels.plugin as plugin
     from pytest_hfmodels.plugin import fixtures
 
@@ -149,3 +149,62 @@ def test_the_declared_fixtures_are_those_of_the_fixtures_module() -> None:
         return found
 
     assert described(plugin) == described(fixtures)
+
+
+FIXTURE_MODULE = """
+import pytest
+
+@pytest.fixture(scope="module", name="renamed", params=[1, 2])
+def original(request, factor, unused=3):
+    '''a parametrized fixture under another name'''
+    return request.param * factor
+
+@pytest.fixture(scope="module")
+def factor():
+    return 10
+
+@pytest.fixture
+def with_teardown(events):
+    events.append("up")
+    def nested():
+        yield "a nested generator does not make the fixture one"
+    yield "value"
+    events.append("down")
+
+@pytest.fixture(scope="session")
+def events():
+    return []
+
+def not_a_fixture():
+    pass
+"""
+
+
+def test_stand_ins_behave_as_the_fixtures_they_stand_for(pytester: pytest.Pytester) -> None:
+    """Read from a module's source: names, scopes, params, arguments and yield fixtures' teardown."""
+    source = pytester.makepyfile(fixture_source=FIXTURE_MODULE)
+    pytester.makeconftest(
+        "from pathlib import Path\n"
+        "from pytest_hfmodels.plugin.activation import lazy_fixtures\n"
+        f"globals().update(lazy_fixtures('fixture_source', Path({str(source)!r})))\n"
+    )
+    pytester.makepyfile(
+        test_use="""
+        import sys
+
+        def test_renamed(renamed):
+            assert renamed in (10, 20)
+
+        def test_teardown(with_teardown, events):
+            assert with_teardown == "value" and events[-1] == "up"
+
+        def test_after_teardown(events):
+            assert events[-2:] == ["up", "down"]
+
+        def test_the_module_was_imported_by_use_only():
+            assert "fixture_source" in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=5)
+    assert "not_a_fixture" not in result.stdout.str()

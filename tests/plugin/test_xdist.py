@@ -54,12 +54,12 @@ def test_a_run_without_the_plugin_keeps_xdists_default(pytester: pytest.Pytester
     result.stdout.fnmatch_lines(["scheduling tests via LoadScheduling"])
 
 
-MODELS_BY_CASE = CaseModels(
-    {
-        "bert-tiny-pipeline-cpu": "bert-tiny",
-        "bert-tiny-from_pretrained-cpu-s32": "bert-tiny",
-        "gpt2-tiny-from_pretrained-cpu-b4-s32": "gpt2-tiny",
-    }
+MODELS_BY_CASE = CaseModels.of(
+    [
+        ("bert-tiny-pipeline-cpu", "bert-tiny"),
+        ("bert-tiny-from_pretrained-cpu-s32", "bert-tiny"),
+        ("gpt2-tiny-from_pretrained-cpu-b4-s32", "gpt2-tiny"),
+    ]
 )
 
 
@@ -71,7 +71,10 @@ MODELS_BY_CASE = CaseModels(
         # a team's test parametrized further: ids joined with dashes, the case's anywhere
         ("tests/test_team.py::test_y[bert-tiny-from_pretrained-cpu-s32-fast]", "bert-tiny"),
         ("tests/test_team.py::test_y[fast-1-bert-tiny-pipeline-cpu]", "bert-tiny"),
-        ("tests/test_team.py::test_y[bert-tiny-pipeline]", None),  # no case id in it
+        # a test given one case per model x mode x device, or per model: the start of a case id
+        ("tests/test_team.py::test_runner[gpt2-tiny-from_pretrained-cpu]", "gpt2-tiny"),
+        ("tests/test_team.py::test_folder[gpt2-tiny]", "gpt2-tiny"),
+        ("tests/test_team.py::test_y[bert-tin]", None),  # no case id in it
         ("tests/test_team.py::test_plain", None),
         ("tests/test_a[1].py::test_plain", None),  # brackets in the path are no parameter id
     ],
