@@ -249,7 +249,8 @@ _MODEL_ONNX_REGISTRY = """CREATE VIEW model_onnx_registry AS
               SELECT model_id, NULL, onnx_local_path, NULL FROM performance_results
               WHERE onnx_source = 'huggingface')
         GROUP BY model_id)
-    SELECT m.model_id, m.model_name, m.model_key, m.family, coalesce(a.model_type, m.model_type) AS model_type,
+    SELECT m.model_id, m.model_name, m.model_key, m.family,
+           coalesce(a.model_type, m.model_type) AS model_type,
            CASE WHEN hub.model_id IS NOT NULL THEN 'available_on_hub'
                 WHEN a.conversion_success THEN 'available_converted'
                 WHEN a.model_id IS NOT NULL THEN 'conversion_failed'
@@ -337,7 +338,8 @@ SCHEMA_V8: tuple[str, ...] = (
                   OR EXISTS (SELECT 1 FROM performance_results p
                              WHERE p.model_id = for_model AND p.onnx_source = 'huggingface')
                  THEN 'available_on_hub'
-             WHEN EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model AND c.conversion_success)
+             WHEN EXISTS (SELECT 1 FROM onnx_conversions c
+                          WHERE c.model_id = for_model AND c.conversion_success)
                  THEN 'converted'
              WHEN EXISTS (SELECT 1 FROM onnx_conversions c WHERE c.model_id = for_model)
                  THEN 'conversion_failed'

@@ -237,7 +237,11 @@ class FromPretrainedRunner:
         layout, pre = self._generation_setup()
         inputs = build_generation_inputs(layout, pre, batch_size, input_size)
         target = torch_device(self.device)
-        tensors = {name: torch.from_numpy(value).to(target) for name, value in inputs.tensors.items()}
+        # Features in the model's own dtype (ids stay int64): a model loaded in bf16 takes bf16 features.
+        tensors = {
+            name: torch.from_numpy(value).to(target, self.model.dtype if value.dtype.kind == "f" else None)
+            for name, value in inputs.tensors.items()
+        }
         inputs = dataclasses.replace(inputs, tensors=tensors)
         return inputs if not layout.encoder_inputs else with_decoder_prompt(self.model, inputs)
 

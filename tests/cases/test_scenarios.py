@@ -84,7 +84,10 @@ def options(**given: Any) -> Any:
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ({"hf_scenario": ["forward,decode"]}, "--hf-scenario: unknown scenario 'decode' (known: forward, generate)"),
+        (
+            {"hf_scenario": ["forward,decode"]},
+            "--hf-scenario: unknown scenario 'decode' (known: forward, generate)",
+        ),
         ({"hf_new_tokens": "0"}, "--hf-new-tokens: '0' is not a positive integer"),
         ({"hf_new_tokens": "8,16"}, "--hf-new-tokens: (8, 16) is not one positive integer"),
     ],

@@ -15,7 +15,16 @@ from tests.helpers import ONE_SHAPE, dump_rows, read_rows
 
 MODELS = "bert-tiny,gpt2-tiny,vit-tiny"
 #: a few quick cases per model, checked and not timed
-SMALL = ("--hf-model", MODELS, "--hf-mode", "from_pretrained", "--hf-verify-only", *ONE_SHAPE)
+SMALL = (
+    "--hf-model",
+    MODELS,
+    "--hf-mode",
+    "from_pretrained",
+    "--hf-scenario",
+    "forward",
+    "--hf-verify-only",
+    *ONE_SHAPE,
+)
 
 
 @pytest.mark.slow
@@ -24,7 +33,6 @@ def test_every_case_of_a_model_runs_on_one_worker(pytester: pytest.Pytester) -> 
     # --hf-batch-sizes=1,2: two cases of each model at least, so splitting one would show.
     result = pytester.runpytest_subprocess(*SMALL, "--hf-batch-sizes=1,2", "-n", "2", "-v", *plugin)
     assert result.ret == 0, result.stdout.str()[-3000:]
-    result.stdout.fnmatch_lines(["scheduling tests via ModelScheduling"])
     workers_of: dict[str, set[str]] = defaultdict(set)
     cases_of: dict[str, int] = defaultdict(int)
     for row in read_rows(rows_file):
@@ -35,6 +43,7 @@ def test_every_case_of_a_model_runs_on_one_worker(pytester: pytest.Pytester) -> 
     assert {key: len(workers) for key, workers in workers_of.items()} == dict.fromkeys(workers_of, 1)
     # both workers had work: a model each at least
     assert set().union(*workers_of.values()) == {"gw0", "gw1"}
+    result.stdout.fnmatch_lines(["scheduling tests via ModelScheduling"])
 
 
 @pytest.mark.slow

@@ -26,7 +26,9 @@ pytest_plugins = ("tests.hubserver",)
 
 
 def files_of(key: str) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in model_dir(key).iterdir() if p.is_file() and p.name != MANIFEST_FILE}
+    return {
+        p.name: p.read_bytes() for p in model_dir(key).iterdir() if p.is_file() and p.name != MANIFEST_FILE
+    }
 
 
 @pytest.fixture
@@ -84,13 +86,17 @@ def test_a_model_that_cannot_be_placed_is_a_selection_error_naming_what_is_missi
     folder = tmp_path / "headless"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "mystery"}')
-    with pytest.raises(SelectionError, match=r"no architectures in config.json .* 'mystery' is in no registry family"):
+    with pytest.raises(
+        SelectionError, match=r"no architectures in config.json .* 'mystery' is in no registry family"
+    ):
         derive_entry(str(folder), registry, offline=True)
     assert readable_key("Qwen/Qwen2.5-0.5B") == "qwen--qwen2.5-0.5b"
 
 
 def test_hf_model_mixes_registry_keys_and_hub_ids(hub: HubServer) -> None:
-    settings = cpu_settings(("from_pretrained",), models=("bert-tiny", "someone/tiny-gpt2"), model_set="small")
+    settings = cpu_settings(
+        ("from_pretrained",), models=("bert-tiny", "someone/tiny-gpt2"), model_set="small"
+    )
     entries = selected_entries(load_registries([]), dataclasses.replace(settings, offline=False))
     assert [e.key for e in entries] == ["bert-tiny", "someone--tiny-gpt2"]
     with pytest.raises(SelectionError, match="no such model key"):

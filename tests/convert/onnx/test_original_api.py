@@ -26,25 +26,29 @@ pytest_plugins = ("tests.hubserver",)
 TOKEN = "hf_GATEDtoken456"
 
 # The original tools' documentation, verbatim: its view's query and its two functions' questions.
-ORIGINAL_VIEW_QUERY = """SELECT 
-    m.model_id,
-    m.model_name,
-    m.model_type,
-    CASE 
-        WHEN oc.model_id IS NOT NULL THEN 'available_converted'
-        ELSE 'unknown'
-    END as onnx_status,
-    oc.local_path as onnx_local_path,
-    oc.conversion_time,
-    oc.opset_version,
-    oc.file_size_bytes,
-    oc.use_count
-FROM models m
-LEFT JOIN onnx_conversions oc ON m.model_id = oc.model_id"""
+ORIGINAL_VIEW_QUERY = (
+    "SELECT \n"
+    "    m.model_id,\n"
+    "    m.model_name,\n"
+    "    m.model_type,\n"
+    "    CASE \n"
+    "        WHEN oc.model_id IS NOT NULL THEN 'available_converted'\n"
+    "        ELSE 'unknown'\n"
+    "    END as onnx_status,\n"
+    "    oc.local_path as onnx_local_path,\n"
+    "    oc.conversion_time,\n"
+    "    oc.opset_version,\n"
+    "    oc.file_size_bytes,\n"
+    "    oc.use_count\n"
+    "FROM models m\n"
+    "LEFT JOIN onnx_conversions oc ON m.model_id = oc.model_id"
+)  # its trailing spaces kept
 
 
 def files_of(key: str) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in model_dir(key).iterdir() if p.is_file() and p.name != MANIFEST_FILE}
+    return {
+        p.name: p.read_bytes() for p in model_dir(key).iterdir() if p.is_file() and p.name != MANIFEST_FILE
+    }
 
 
 @pytest.fixture
@@ -74,7 +78,7 @@ def test_cache_dir_holds_the_conversions_and_the_registry(repos: HubServer, tmp_
 
 
 def test_huggingface_token_reads_a_gated_repo(repos: HubServer, tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="gated|401|403|token"):
+    with pytest.raises(Exception, match=r"gated|401|403|token"):
         ModelFileVerifier(cache_dir=tmp_path).verify_model_for_benchmark("org/gpt2-gated", "model.onnx")
     verifier = ModelFileVerifier(cache_dir=tmp_path, huggingface_token=TOKEN)
     path, converted = verifier.verify_model_for_benchmark("org/gpt2-gated", "model.onnx")
@@ -147,7 +151,9 @@ def test_cli_verify_convert_cache_dir_and_db_keep_the_original_contract(
         "conversion_failed",
         "unknown",
     ]
-    answers = [con.execute("SELECT has_converted_onnx(?), get_onnx_status(?)", [m, m]).fetchone() for m in models]
+    answers = [
+        con.execute("SELECT has_converted_onnx(?), get_onnx_status(?)", [m, m]).fetchone() for m in models
+    ]
     assert answers == [
         (False, "available_on_hub"),
         (True, "converted"),
