@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_hfmodels.cases.expand import Case
 from pytest_hfmodels.cases.settings import MeasureConfig
-from pytest_hfmodels.errors import CaseFailedError, ModelConversionError
+from pytest_hfmodels.errors import CaseFailedError, GenerationUnsupportedError, ModelConversionError
 from pytest_hfmodels.execution.failures import classify
 from pytest_hfmodels.execution.measure import (
     GenerationTiming,
@@ -195,6 +195,8 @@ class CaseRecord:
     def _classified(self) -> Iterator[None]:
         try:
             yield
+        except GenerationUnsupportedError:
+            raise  # not a failure of the model: a scenario its runtime cannot measure (a skip)
         except Exception as exc:
             failure = classify(exc)
             raise CaseFailedError(f"[{failure.name}] {self.case.id}: {failure.cause}") from exc

@@ -20,6 +20,7 @@ from pytest_hfmodels.cases.hardware import Hardware
 from pytest_hfmodels.execution.measure import current_rss_mb
 from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.runners import Runner, runner_class
+from pytest_hfmodels.runners.exported import ExportedModelRunner
 from pytest_hfmodels.sources.resolve import ModelFiles
 
 
@@ -81,7 +82,7 @@ class RunnerPool:
             runner.cache_root = self.cache_root or runner.cache_root
         if hasattr(runner, "verify_cache"):
             runner.verify_cache = self.verify_cache
-        if hasattr(runner, "hub_repo"):
+        if isinstance(runner, ExportedModelRunner):
             # Only a Hub model run with its own weights can use the repo's file: random weights
             # (--hf-weights random) are not what the repo exported.
             own_weights = case.entry.source == "hub" and not case.random_weights

@@ -22,7 +22,7 @@ from tests.helpers import cpu_settings
 if TYPE_CHECKING:
     from tests.hubserver import HubServer
 
-pytest_plugins = ("tests.hubserver",)
+pytest_plugins = ("tests.hubserver", "pytester")
 
 
 def files_of(key: str) -> dict[str, bytes]:
@@ -125,3 +125,35 @@ def test_the_original_custom_set_format_is_placed_by_config(hub: HubServer, tmp_
     models_file.write_text(json.dumps({"x": {"name": "org/no-config", "family": "vision"}}))
     with pytest.raises(RegistryError, match=r"my_models.json.*model 'x'.*cannot place 'org/no-config'"):
         selected_entries(load_registries([]), dataclasses.replace(settings, offline=False))
+
+
+def test_a_local_folder_runs_in_pytest_and_the_custom_set_lists(
+    hub: HubServer, tmp_path: Path, pytester: pytest.Pytester
+) -> None:
+    folder = tmp_path / "my-finetuned-bert"
+    shutil.copytree(model_dir("bert-tiny"), folder)
+    result = pytester.runpytest_subprocess(
+        f"--hf-model={folder}",
+        "--hf-mode=from_pretrained,onnxruntime",
+        "--hf-batch-sizes=1",
+        "--hf-seq-lengths=8",
+        "--hf-verify-only",
+        "--hf-no-db",
+        "-v",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*my-finetuned-bert-from_pretrained-cpu-s8? PASSED*",
+            "*my-finetuned-bert-onnxruntime-cpu-s8? PASSED*",
+        ]
+    )
+    models_file = tmp_path / "my_models.json"
+    models_file.write_text(
+        json.dumps({"gpt2-emb": {"name": "someone/tiny-gpt2", "family": "text_generation"}})
+    )
+    listed = pytester.runpytest_subprocess(
+        "--hf-list-models", "--hf-set=custom", f"--hf-models-file={models_file}"
+    )
+    assert listed.ret == 0
+    listed.stdout.fnmatch_lines(["*gpt2-emb*gpt2*text-generation*"])
