@@ -1,8 +1,8 @@
 """Loaded models reused across the cases of one process, released least recently used first
 when the models held together would pass a memory budget.
 
-Cases are grouped by model for xdist (`xdist_group` marks, `--dist loadgroup`), so with a pool a
-model is loaded once per worker however many modes, devices and batch sizes it is tested in.
+Under xdist all of a model's cases go to one worker (`plugin.xdist.ModelScheduling`), so with a
+pool a model is loaded once however many modes, devices and batch sizes it is tested in.
 """
 
 from __future__ import annotations

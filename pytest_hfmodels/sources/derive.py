@@ -91,7 +91,12 @@ def derive_entry(
             from pytest_hfmodels.hub.client import HubClient
 
             client = HubClient(offline=offline)
-        metadata = client.model_metadata(model)
+        try:
+            metadata = client.model_metadata(model)
+        except ValueError as exc:  # huggingface_hub's HFValidationError: not a repo id at all
+            raise SelectionError(
+                f"--hf-model {model!r}: neither a folder nor a Hub repo id ({exc})"
+            ) from None
         if metadata.model_type is None and not metadata.architectures:
             raise SelectionError(
                 f"--hf-model {model!r}: the repo has no config.json with a model_type or architectures "

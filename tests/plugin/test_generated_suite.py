@@ -115,10 +115,11 @@ def test_same_outcomes_with_and_without_xdist(pytester: pytest.Pytester, dist: l
     rows_file, plugin = dump_rows(pytester)
     torch_modes = "--hf-mode=pipeline,from_pretrained"  # where cases run is the point, not the runtime
     result = pytester.runpytest_subprocess("--hf-family", "gpt2,vit", torch_modes, *ONE_SHAPE, *dist, *plugin)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     rows = read_rows(rows_file)
     assert sorted(r["case_id"] for r in rows) == [
         "gpt2-tiny-from_pretrained-cpu-s32",
+        "gpt2-tiny-from_pretrained-cpu-s32-generate",  # it generates: a generate case too
         "gpt2-tiny-pipeline-cpu",
         "vit-tiny-from_pretrained-cpu",
         "vit-tiny-pipeline-cpu",
@@ -176,7 +177,9 @@ def test_own_tests_use_the_fixtures(pytester: pytest.Pytester) -> None:
         *ONE_SHAPE,
         "-v",
     )
-    result.assert_outcomes(passed=8)
+    # Per case for the test asking for hf_case: t5's generate case too (2 + 3); the runner's test
+    # also asks for hf_case, so it runs per case as well.
+    result.assert_outcomes(passed=10)
 
 
 def test_video_model_scores_each_video_against_each_label(tiny_model_dirs: dict[str, Path]) -> None:
