@@ -83,6 +83,7 @@ def test_verify_only_under_xdist_stores_no_timings(pytester: pytest.Pytester) ->
         "--hf-family",
         "gpt2",
         "--hf-mode=pipeline,from_pretrained",
+        "--hf-scenario=forward",
         "--hf-verify-only",
         "-n",
         "2",
@@ -122,6 +123,7 @@ def test_own_timer_under_xdist_flags_contention(pytester: pytest.Pytester) -> No
         "--hf-model",
         "gpt2-tiny",
         "--hf-mode=pipeline,from_pretrained",
+        "--hf-scenario=forward",
         "--hf-batch-sizes",
         "1,2",
         "--hf-seq-lengths=32",
@@ -153,6 +155,7 @@ def test_input_sizes_sweep_where_a_mode_can_set_them(pytester: pytest.Pytester) 
         "bert-tiny,whisper-tiny-random",
         "--hf-mode",
         "pipeline,from_pretrained,onnxruntime",
+        "--hf-scenario=forward",  # generate cases sweep the same sizes (tests/cases/test_scenarios.py)
     )
     sizes = ("--hf-seq-lengths", "16,32", "--hf-audio-seconds", "1,5", "--hf-batch-sizes=1")
     result = pytester.runpytest(*args, *sizes, "--collect-only", "-q")

@@ -211,7 +211,14 @@ def test_xdist_workers_share_one_conversion_per_model(
     cache = pytester.path / "fresh-cache"
     monkeypatch.setenv("HFMODELS_CACHE", str(cache))
     result = pytester.runpytest_subprocess(
-        "--hf-model", "bert-tiny,gpt2-tiny", "--hf-mode", "onnxruntime,openvino", *ONE_SHAPE, "-n", "2"
+        "--hf-model",
+        "bert-tiny,gpt2-tiny",
+        "--hf-mode",
+        "onnxruntime,openvino",
+        "--hf-scenario=forward",
+        *ONE_SHAPE,
+        "-n",
+        "2",
     )
     result.assert_outcomes(passed=4)
     builds = [json.loads(line) for line in (cache / "onnx" / BUILD_LOG).read_text().splitlines()]
@@ -228,7 +235,7 @@ def test_runs_record_their_conversions_and_uses(pytester: pytest.Pytester) -> No
     second.stdout.fnmatch_lines(["hfmodels: 1 ONNX conversions recorded in onnx_conversions"])
     with duckdb.connect(str(pytester.path / ".hfmodels" / "results.duckdb"), read_only=True) as con:
         row = con.execute(
-            "select exporter, opset, use_count, sha256, file_size_bytes from onnx_conversions "
+            "select exporter, opset_version, use_count, sha256, file_size_bytes from onnx_conversions "
             "where model_id = ?",
             ["tiny/bert-tiny"],
         ).fetchone()

@@ -78,7 +78,13 @@ def repos(hub_env: HubServer, tiny_model_dirs: dict[str, Path], tmp_path: Path) 
 
 
 def run(cwd: Path, endpoint: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HFMODELS_RETRY_MAX_RETRIES": "1"}
+    # A cache of its own: a conversion made by another test of the same weights is not this run's.
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": endpoint,
+        "HFMODELS_RETRY_MAX_RETRIES": "1",
+        "HFMODELS_CACHE": str(cwd / "cache"),
+    }
     env.pop("HF_TOKEN", None)
     if token:
         env["HF_TOKEN"] = token

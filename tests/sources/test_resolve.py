@@ -43,6 +43,7 @@ def test_hub_model_downloads_once_then_runs_offline_from_the_cache(
         "--hf-family",
         "served",
         "--hf-mode=pipeline,from_pretrained",
+        "--hf-scenario=forward",
         "--hf-verify-only",
         *ONE_SHAPE,
         "-rs",
