@@ -15,6 +15,7 @@ from pytest_hfmodels.errors import CaseFailedError, GenerationUnsupportedError, 
 from pytest_hfmodels.execution.failures import classify
 from pytest_hfmodels.execution.measure import (
     GenerationTiming,
+    PeakMemory,
     Timing,
     rounds_for,
     sample_peak_memory,
@@ -102,19 +103,7 @@ class CaseRecord:
                 else:
                     timing = time_rounds(call, config, device_kind)
         self.measured(
-            latency_mean_ms=timing.mean_ms,
-            latency_p50_ms=timing.percentile(50),
-            latency_p90_ms=timing.percentile(90),
-            latency_p95_ms=timing.percentile(95),
-            latency_p99_ms=timing.percentile(99),
-            latency_stdev_ms=timing.stdev_ms,
-            throughput_per_s=timing.throughput(self.case.batch_size),
-            process_peak_rss_mb=peak.rss_mb,
-            inference_peak_mb=peak.added_mb,
-            device_peak_mb=peak.cuda_mb,
-            iterations=len(timing.rounds_ms),
-            warmup=timing.warmup,
-            timer=timing.timer,
+            **_timed_fields(timing, self.case.batch_size, peak),
             contended=contended,
         )
         return timing
@@ -160,27 +149,14 @@ class CaseRecord:
             with sample_peak_memory(device_kind) as peak:
                 rounds = time_generation(lambda: runner.generate(inputs, new_tokens).step_ms, config)
         timing = GenerationTiming(rounds, case.batch_size, first.prompt_tokens, config.warmup)
-        end_to_end = timing.end_to_end_ms
-        whole = Timing(end_to_end, config.warmup, "perf_counter")
+        whole = Timing(timing.end_to_end_ms, config.warmup, "perf_counter per step")
         self.measured(
-            latency_mean_ms=whole.mean_ms,
-            latency_p50_ms=whole.percentile(50),
-            latency_p90_ms=whole.percentile(90),
-            latency_p95_ms=whole.percentile(95),
-            latency_p99_ms=whole.percentile(99),
-            latency_stdev_ms=whole.stdev_ms,
-            throughput_per_s=whole.throughput(case.batch_size),
+            **_timed_fields(whole, case.batch_size, peak),
             ttft_ms=timing.ttft_ms,
             tpot_ms=timing.tpot_ms(50),
             tpot_p90_ms=timing.tpot_ms(90),
             decode_tokens_per_s=timing.decode_tokens_per_s,
             prefill_tokens_per_s=timing.prefill_tokens_per_s,
-            process_peak_rss_mb=peak.rss_mb,
-            inference_peak_mb=peak.added_mb,
-            device_peak_mb=peak.cuda_mb,
-            iterations=len(rounds),
-            warmup=config.warmup,
-            timer="perf_counter per step",
             contended=contended,
         )
 
@@ -267,6 +243,25 @@ def _onnx_fields(runner: Runner) -> dict[str, Any]:
         "onnx_converted_at": onnx.created_at,
         "onnx_cache_hit": not onnx.converted_now,
         "onnx_local_path": str(onnx.path),
+    }
+
+
+def _timed_fields(timing: Timing, batch_size: int, peak: PeakMemory) -> dict[str, Any]:
+    """The latency, throughput and memory figures of timed rounds (of calls, or of generations)."""
+    return {
+        "latency_mean_ms": timing.mean_ms,
+        "latency_p50_ms": timing.percentile(50),
+        "latency_p90_ms": timing.percentile(90),
+        "latency_p95_ms": timing.percentile(95),
+        "latency_p99_ms": timing.percentile(99),
+        "latency_stdev_ms": timing.stdev_ms,
+        "throughput_per_s": timing.throughput(batch_size),
+        "process_peak_rss_mb": peak.rss_mb,
+        "inference_peak_mb": peak.added_mb,
+        "device_peak_mb": peak.cuda_mb,
+        "iterations": len(timing.rounds_ms),
+        "warmup": timing.warmup,
+        "timer": timing.timer,
     }
 
 
