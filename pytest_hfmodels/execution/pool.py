@@ -92,6 +92,10 @@ class RunnerPool:
         # process's, not the model's, so they are imported before the model's load is measured.
         for module in MODES[case.mode].packages:
             importlib.import_module(module)
+        if "transformers" in MODES[case.mode].packages:
+            # Every model class imports this base (and torch's distributed and compiler parts
+            # with it) on first use: some 100 MB that the first model loaded would be charged.
+            importlib.import_module("transformers.modeling_utils")
         rss_before, start = current_rss_mb(), time.perf_counter()
         runner.load(files.path)
         load_time = time.perf_counter() - start - conversion_seconds(runner)
