@@ -12,7 +12,7 @@ from typing import Any
 from pytest_hfmodels.cases.expand import Case
 from pytest_hfmodels.cases.settings import MeasureConfig
 from pytest_hfmodels.errors import CaseFailedError, GenerationUnsupportedError, ModelConversionError
-from pytest_hfmodels.execution.failures import classify
+from pytest_hfmodels.execution.failures import classify, error_chain
 from pytest_hfmodels.execution.measure import (
     GenerationTiming,
     PeakMemory,
@@ -192,7 +192,8 @@ class CaseRecord:
         if error is not None:
             failure = classify(error)
             error_class, error_message, suggested_fix = failure.name, failure.cause, failure.suggested_fix
-            if _conversion_failed(error):  # no valid ONNX export: the conversion registry keeps the attempt
+            # No valid ONNX export: the conversion registry keeps the attempt.
+            if any(isinstance(cause, ModelConversionError) for cause in error_chain(error)):
                 measurement = dataclasses.replace(
                     measurement, onnx_source="pytorch_conversion", onnx_conversion_status="failed"
                 )
@@ -263,17 +264,6 @@ def _timed_fields(timing: Timing, batch_size: int, peak: PeakMemory) -> dict[str
         "warmup": timing.warmup,
         "timer": timing.timer,
     }
-
-
-def _conversion_failed(error: BaseException) -> bool:
-    current: BaseException | None = error
-    seen: list[BaseException] = []
-    while current is not None and current not in seen:
-        if isinstance(current, ModelConversionError):
-            return True
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _generation_export_fields(runner: Runner) -> dict[str, Any]:

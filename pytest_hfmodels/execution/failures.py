@@ -128,13 +128,19 @@ class FailureClass:
     suggested_fix: str | None
 
 
-def classify(error: BaseException) -> FailureClass:
-    """Name the failure class of `error`, looking through its chain of causes."""
+def error_chain(error: BaseException) -> list[BaseException]:
+    """`error` and its causes, outermost first (each once: a chain can loop)."""
     chain: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in chain:
         chain.append(current)
         current = current.__cause__ or current.__context__
+    return chain
+
+
+def classify(error: BaseException) -> FailureClass:
+    """Name the failure class of `error`, looking through its chain of causes."""
+    chain = error_chain(error)
     name = next((n for n in (_class_of(e) for e in chain) if n != "other"), "other")
     return FailureClass(name, _cause_line(chain[-1]), _SUGGESTED_FIX[name])
 

@@ -148,8 +148,7 @@ def _entry(
             f"is {'in no registry family' if family is None else 'of family ' + family.family}; "
             "the Hub gives no pipeline_tag); add it to a registry with its family and task"
         )
-    same_task = family is not None and task == family.task
-    modality = family.modality if family is not None and same_task else _modality(task, config)
+    modality = family.modality if family is not None and task == family.task else _modality(task, config)
     return ModelEntry(
         key=key or readable_key(model),
         family=family.family if family else (model_type or "derived"),
