@@ -103,10 +103,14 @@ def parse_hardware_list(value: str) -> tuple[str, ...]:
     return labels
 
 
-def detect() -> Hardware:
-    """Detect every device; accelerators through a child process when hints say so."""
+def detect(accelerators: bool = True) -> Hardware:
+    """Detect every device; accelerators through a child process when hints say so.
+
+    `accelerators=False` (a `--cpu-only` run) reads the CPU alone: no case can use anything
+    else, and the probe's child process imports torch and OpenVINO (about a second).
+    """
     devices = [_cpu()]
-    if _accelerator_hints():
+    if accelerators and _accelerator_hints():
         devices.extend(_probe_in_child())
     return Hardware(tuple(devices))
 

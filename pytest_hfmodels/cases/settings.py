@@ -13,36 +13,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_hfmodels.cases.defaults import (
+    DEFAULT_AUDIO_SECONDS,
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_DB_PATH,
+    DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_MAX_ROUNDS,
+    DEFAULT_MIN_ROUNDS,
+    DEFAULT_MIN_TIME_S,
+    DEFAULT_NEW_TOKENS,
+    DEFAULT_ONNX_FILES,
+    DEFAULT_SEQ_LENGTHS,
+    DEFAULT_WARMUP,
+    MODEL_SETS,
+    SCENARIOS,
+)
 from pytest_hfmodels.cases.hardware import parse_hardware_list
 from pytest_hfmodels.errors import OptionError
-from pytest_hfmodels.registry.model import SET_NAMES, WEIGHTS
-
-MODEL_SETS = (*SET_NAMES, "all", "custom")
-# The input sweep every case is measured over unless the options narrow it: the batch sizes and
-# text lengths serving usually sees, and a short and a longer utterance. Images come at the size
-# the model's processor makes them.
-DEFAULT_BATCH_SIZES = (1, 4, 8)
-DEFAULT_SEQ_LENGTHS = (32, 128)
-DEFAULT_AUDIO_SECONDS = (1, 5)
-#: where repos put their own ONNX export, looked for in this order before converting (--hf-onnx-file)
-DEFAULT_ONNX_FILES = ("onnx/model.onnx", "model.onnx")
-#: what a case measures: one forward call, or greedy decoding of `new_tokens` tokens
-SCENARIOS = ("forward", "generate")
-#: tokens each generate case decodes (every runtime exactly this many: EOS is ignored)
-DEFAULT_NEW_TOKENS = 32
-#: where results go (relative to the rootdir, beside the ini file); how long a locked database is awaited
-DEFAULT_DB_PATH = Path(".hfmodels") / "results.duckdb"
-DEFAULT_LOCK_TIMEOUT_S = 30.0
+from pytest_hfmodels.registry.vocabulary import WEIGHTS
 
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """How a case is timed; the defaults here are the only place they are written."""
+    """How a case is timed (the defaults are written in `defaults`)."""
 
-    warmup: int = 3  #: untimed calls before the rounds
-    min_rounds: int = 10
-    min_time_s: float = 0.1  #: rounds go on until this much time was measured too
-    max_rounds: int = 10_000
+    warmup: int = DEFAULT_WARMUP  #: untimed calls before the rounds
+    min_rounds: int = DEFAULT_MIN_ROUNDS
+    min_time_s: float = DEFAULT_MIN_TIME_S  #: rounds go on until this much time was measured too
+    max_rounds: int = DEFAULT_MAX_ROUNDS
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pytest_hfmodels.cases.settings import DEFAULT_DB_PATH, DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cases.defaults import DEFAULT_DB_PATH, DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.cli.arguments import file_path, non_negative_float
 
 

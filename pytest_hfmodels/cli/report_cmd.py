@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from pytest_hfmodels.cases.settings import DEFAULT_DB_PATH
+from pytest_hfmodels.cases.defaults import DEFAULT_DB_PATH
 from pytest_hfmodels.cli.arguments import file_path, folder_path, positive_int
 from pytest_hfmodels.errors import OptionError
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_hfmodels.cache.manifest import files_size, read_manifest
-from pytest_hfmodels.cases.settings import DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cases.defaults import DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.db.schema import rollback
 from pytest_hfmodels.db.spill import scrub_text_array, write_spill
 from pytest_hfmodels.db.store import open_database

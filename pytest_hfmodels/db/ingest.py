@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_hfmodels.cases.settings import DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cases.defaults import DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.db.conversions import upsert_conversions
 from pytest_hfmodels.db.spill import read_spill
 from pytest_hfmodels.db.store import insert_run, open_database

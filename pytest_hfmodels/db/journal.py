@@ -24,7 +24,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from pytest_hfmodels.cases.settings import DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cases.defaults import DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.db.environment import RunEnvironment, scrub_secrets
 from pytest_hfmodels.db.spill import collector_paused, rows_table
 from pytest_hfmodels.db.store import insert_run, open_database

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_hfmodels.cases.settings import DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cases.defaults import DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.db.schema import rollback
 from pytest_hfmodels.db.store import open_database
 from pytest_hfmodels.errors import ResultsError

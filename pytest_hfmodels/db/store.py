@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_hfmodels.cases.settings import DEFAULT_LOCK_TIMEOUT_S
+from pytest_hfmodels.cases.defaults import DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.db.environment import RunEnvironment
 from pytest_hfmodels.db.schema import SCHEMA_VERSION, migrate, rollback, stored_version
 from pytest_hfmodels.db.spill import rows_table, write_spill

@@ -8,24 +8,50 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hfmodels.cases.hardware import parse_hardware_list
-from pytest_hfmodels.cases.settings import (
+from pytest_hfmodels.cases.defaults import (
+    DEFAULT_AUDIO_SECONDS,
+    DEFAULT_BATCH_SIZES,
     DEFAULT_DB_PATH,
     DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_MIN_ROUNDS,
+    DEFAULT_MIN_TIME_S,
     DEFAULT_NEW_TOKENS,
+    DEFAULT_ONNX_FILES,
+    DEFAULT_SEQ_LENGTHS,
+    DEFAULT_WARMUP,
     MODEL_SETS,
-    MeasureConfig,
-    Settings,
-    build_settings,
-    parse_seconds,
+    SCENARIOS,
 )
 from pytest_hfmodels.errors import OptionError
 from pytest_hfmodels.modes import MODES
-from pytest_hfmodels.registry.model import WEIGHTS
+from pytest_hfmodels.registry.vocabulary import WEIGHTS
+
+if TYPE_CHECKING:
+    from pytest_hfmodels.cases.settings import Settings
+
+# This module is imported into every pytest run the plugin is installed in, asked for or not: it
+# reads its defaults and choices from plain constants, and the modules that parse and build
+# settings are imported only when an option is given or the settings are read.
+
+
+def _hardware_list(text: str) -> object:
+    from pytest_hfmodels.cases.hardware import parse_hardware_list
+
+    return parse_hardware_list(text)
+
+
+def _seconds(text: str) -> object:
+    from pytest_hfmodels.cases.settings import parse_seconds
+
+    return parse_seconds(text)
+
+
+def _listed(values: tuple[object, ...]) -> str:
+    return ",".join(str(value) for value in values)
 
 
 def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
@@ -43,7 +69,6 @@ def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
 
 
 def add_options(parser: pytest.Parser) -> None:
-    measure = MeasureConfig()
     group = parser.getgroup("hfmodels", "Hugging Face model tests (pytest-hfmodels)")
     add = group.addoption
     # What to test
@@ -65,7 +90,7 @@ def add_options(parser: pytest.Parser) -> None:
     add("--cpu-only", dest="hf_cpu_only", action="store_true", help="the cpu only")
     add(
         "--hf-hardware",
-        type=_checked(parse_hardware_list),
+        type=_checked(_hardware_list),
         metavar="LIST",
         help="devices, comma list (cpu, cuda, cuda1, rocm, mps, ov-gpu, ov-npu)",
     )
@@ -89,7 +114,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--hf-scenario",
         action="append",
         metavar="LIST",
-        help="forward (one call), generate (greedy decoding timed per token), comma list "
+        help=f"{' or '.join(SCENARIOS)}: one call, or greedy decoding timed per token; comma list "
         "(default: both where the model generates, forward elsewhere)",
     )
     add(
@@ -102,12 +127,24 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         metavar="PATH",
         help="the repo's own ONNX file the onnxruntime and openvino modes use before converting, "
-        "comma list tried in order (default: onnx/model.onnx, then model.onnx)",
+        f"comma list tried in order (default: {', then '.join(DEFAULT_ONNX_FILES)})",
     )
     # The input sweep
-    add("--hf-batch-sizes", metavar="LIST", help="batch sizes to measure, comma list (default 1,4,8)")
-    add("--hf-seq-lengths", metavar="LIST", help="text lengths in tokens, comma list (default 32,128)")
-    add("--hf-audio-seconds", metavar="LIST", help="audio lengths in seconds, comma list (default 1,5)")
+    add(
+        "--hf-batch-sizes",
+        metavar="LIST",
+        help=f"batch sizes to measure, comma list (default {_listed(DEFAULT_BATCH_SIZES)})",
+    )
+    add(
+        "--hf-seq-lengths",
+        metavar="LIST",
+        help=f"text lengths in tokens, comma list (default {_listed(DEFAULT_SEQ_LENGTHS)})",
+    )
+    add(
+        "--hf-audio-seconds",
+        metavar="LIST",
+        help=f"audio lengths in seconds, comma list (default {_listed(DEFAULT_AUDIO_SECONDS)})",
+    )
     # How cases run and are timed
     add(
         "--hf-threads",
@@ -116,10 +153,10 @@ def add_options(parser: pytest.Parser) -> None:
     )
     add("--hf-verify-only", action="store_true", help="check outputs, skip timing")
     add("--hf-benchmark-only", action="store_true", help="time, skip output checks")
-    add("--hf-warmup", type=int, metavar="N", help=f"untimed warm-up calls (default {measure.warmup})")
-    add("--hf-rounds", type=int, metavar="N", help=f"minimum timed rounds (default {measure.min_rounds})")
+    add("--hf-warmup", type=int, metavar="N", help=f"untimed warm-up calls (default {DEFAULT_WARMUP})")
+    add("--hf-rounds", type=int, metavar="N", help=f"minimum timed rounds (default {DEFAULT_MIN_ROUNDS})")
     add(
-        "--hf-min-time", type=float, metavar="S", help=f"minimum timed seconds (default {measure.min_time_s})"
+        "--hf-min-time", type=float, metavar="S", help=f"minimum timed seconds (default {DEFAULT_MIN_TIME_S})"
     )
     add(
         "--hf-pool-memory-mb",
@@ -139,7 +176,7 @@ def add_options(parser: pytest.Parser) -> None:
     add(
         "--hf-db-timeout",
         metavar="SECONDS",
-        type=_checked(parse_seconds),
+        type=_checked(_seconds),
         help="how long to wait for a locked database before spilling results to a file "
         f"(default: ini hf_db_timeout, else {DEFAULT_LOCK_TIMEOUT_S:g})",
     )
@@ -155,7 +192,7 @@ def add_options(parser: pytest.Parser) -> None:
     ini("hf_offline", "never reach the Hub (true/false)", default="false")
     ini("hf_weights", "pretrained or random (Hub models' configs with random weights)", default="")
     ini("hf_verify_cache", "rehash every cached file before use (true/false)", default="false")
-    ini("hf_scenarios", "default scenarios, comma list (forward, generate)", default="")
+    ini("hf_scenarios", f"default scenarios, comma list ({', '.join(SCENARIOS)})", default="")
     ini("hf_new_tokens", "tokens each generate case decodes", default="")
     ini("hf_onnx_file", "the repo's own ONNX files to use before converting, comma list", default="")
     ini("hf_batch_sizes", "batch sizes to measure, comma list", default="")
@@ -174,6 +211,8 @@ def add_options(parser: pytest.Parser) -> None:
 
 def read_settings(config: pytest.Config) -> Settings:
     """The options, ini twins and environment as `Settings`; a bad value is a usage error naming it."""
+    from pytest_hfmodels.cases.settings import build_settings
+
     try:
         return build_settings(
             config.getoption,

@@ -64,7 +64,10 @@ class PluginSession:
             from pytest_hfmodels.cases.hardware import Hardware, detect
 
             dicts = self.hardware_dicts
-            self._hardware = Hardware.from_dicts(dicts) if dicts is not None else detect()
+            if dicts is not None:
+                self._hardware = Hardware.from_dicts(dicts)
+            else:
+                self._hardware = detect(accelerators=self.settings.hardware != "cpu")
         return self._hardware
 
     @property

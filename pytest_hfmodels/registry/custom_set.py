@@ -18,8 +18,9 @@ from typing import Any
 
 from pytest_hfmodels.errors import HFModelsError, RegistryError
 from pytest_hfmodels.registry.loader import read_yaml
-from pytest_hfmodels.registry.model import MODALITIES, ModelEntry
+from pytest_hfmodels.registry.model import ModelEntry
 from pytest_hfmodels.registry.select import Registry
+from pytest_hfmodels.registry.vocabulary import MODALITIES
 
 _FIELDS = {"name", "family", "size", "modality"}
 

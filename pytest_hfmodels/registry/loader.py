@@ -11,19 +11,13 @@ import math
 from collections.abc import Hashable, Iterable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pytest_hfmodels.errors import RegistryError
 from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.registry.model import (
-    BUILT_SOURCES,
-    MODALITIES,
-    PADDING_SIDES,
-    SET_NAMES,
-    SOURCES,
-    TOKENIZER_KINDS,
     ComponentSpec,
     FamilyDefaults,
     ModelEntry,
@@ -32,6 +26,14 @@ from pytest_hfmodels.registry.model import (
     Tolerances,
 )
 from pytest_hfmodels.registry.select import Registry
+from pytest_hfmodels.registry.vocabulary import (
+    BUILT_SOURCES,
+    MODALITIES,
+    PADDING_SIDES,
+    SET_NAMES,
+    SOURCES,
+    TOKENIZER_KINDS,
+)
 
 _FAMILY_FIELDS = {
     "family",
@@ -142,8 +144,17 @@ def load_registry_file(path: Path, parser: _Parser | None = None) -> tuple[Model
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    # libyaml's parser, where PyYAML was built with it (its wheels are): a registry of 1,250
+    # models parses several times faster than with PyYAML's pure-Python reader and scanner.
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: libyaml reports a bad character's offset in the UTF-8 bytes, PyYAML's reader in characters
+_OFFSETS_IN_BYTES = _SafeLoader is not yaml.SafeLoader
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+
+class _UniqueKeyLoader(_SafeLoader):
     """PyYAML keeps the last of two equal keys; a registry with one is an error, not a silent override."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -181,16 +192,17 @@ def read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
         raise RegistryError(
             f"{path}:{line}", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
         ) from exc
+    loader = None
     try:
-        loader = _UniqueKeyLoader(text)  # checks every character before parsing starts
+        loader = _UniqueKeyLoader(text)  # PyYAML's reader checks every character here, libyaml later
+        node = loader.get_single_node()
+        return node, loader.construct_document(node) if node is not None else None
     except yaml.reader.ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1
+        offset = exc.position
+        line = (raw[:offset].count(b"\n") if _OFFSETS_IN_BYTES else text[:offset].count("\n")) + 1
         raise RegistryError(
             f"{path}:{line}", f"invalid YAML: character #x{exc.character:04x}: {exc.reason}"
         ) from exc
-    try:
-        node = loader.get_single_node()
-        return node, loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -198,7 +210,8 @@ def read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
     except yaml.YAMLError as exc:
         raise RegistryError(str(path), f"invalid YAML: {' '.join(str(exc).split())}") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _Parser:

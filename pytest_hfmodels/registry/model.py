@@ -7,18 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-SOURCES = ("hub", "tiny", "random", "local", "package")
-#: the sources built offline with seeded random weights from a registry section named like the source
-BUILT_SOURCES = ("tiny", "random")
-#: what a model's weights are: trained (hub, package, local) or seeded random (built, or a Hub model
-#: under --hf-weights random)
-WEIGHTS = ("pretrained", "random")
-MODALITIES = ("text", "vision", "audio", "multimodal")
-#: small: a tiny model per family; medium: a random-weight model per family at its smallest key
-#: model's size; key: the real models
-SET_NAMES = ("small", "medium", "key")
-TOKENIZER_KINDS = ("wordpiece", "byte-bpe", "unigram", "characters")
-PADDING_SIDES = ("right", "left")
+from pytest_hfmodels.registry.vocabulary import BUILT_SOURCES
 
 
 @dataclass(frozen=True)

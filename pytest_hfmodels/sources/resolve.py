@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pytest_hfmodels.errors import DependencyMissingError, ModelSourceError, ModelUnavailableError
 from pytest_hfmodels.model_folder import read_config
-from pytest_hfmodels.registry.model import BUILT_SOURCES, ModelEntry
+from pytest_hfmodels.registry.model import ModelEntry
+from pytest_hfmodels.registry.vocabulary import BUILT_SOURCES
 from pytest_hfmodels.sources.random_weights import hub_random_model_dir
 from pytest_hfmodels.sources.tiny import built_model_dir
 

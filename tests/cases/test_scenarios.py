@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from pytest_hfmodels.cases.defaults import DEFAULT_NEW_TOKENS
 from pytest_hfmodels.cases.expand import expand
-from pytest_hfmodels.cases.settings import DEFAULT_NEW_TOKENS, build_settings
+from pytest_hfmodels.cases.settings import build_settings
 from pytest_hfmodels.errors import OptionError, SelectionError
 from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.registry.loader import load_registries

@@ -3,6 +3,7 @@ run that does not ask for the plugin is left alone: no hardware probe, no sessio
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import subprocess
@@ -121,6 +122,22 @@ def test_the_watch_sees_a_run_that_asks(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     assert state["session"] is True
     assert {"yaml", "pytest_hfmodels.registry.loader"} <= set(state["modules"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the probe is for OpenVINO here")
+@pytest.mark.parametrize(
+    ("devices", "probed"), [([], True), (["--cpu-only"], False)], ids=["best", "cpu-only"]
+)
+def test_the_accelerator_probe_runs_unless_the_run_is_cpu_only(
+    pytester: pytest.Pytester, devices: list[str], probed: bool
+) -> None:
+    """OpenVINO is installed, so a run that may use its devices asks the probe; `--cpu-only` reads
+    the CPU alone and starts no probe, and still collects its cases on the cpu."""
+    args = ("--hf-model", "bert-tiny", "--hf-mode", "from_pretrained", "--collect-only", "-q", *devices)
+    result, _, children = _watched_run(pytester, *args)
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    assert any("bert-tiny-from_pretrained-cpu" in line for line in result.outlines)
+    assert any(any("hardware_probe" in arg for arg in argv) for argv in children) is probed
 
 
 def test_a_teams_test_asks_through_its_fixtures_under_xdist(pytester: pytest.Pytester) -> None:

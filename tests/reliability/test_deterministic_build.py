@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_hfmodels.registry.loader import load_registries
-from pytest_hfmodels.registry.model import TOKENIZER_KINDS
+from pytest_hfmodels.registry.vocabulary import TOKENIZER_KINDS
 
 pytestmark = pytest.mark.slow  # builds real (tiny) models, twice
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from pytest_hfmodels.registry.loader import load_registries
-from pytest_hfmodels.registry.model import TOKENIZER_KINDS, TokenizerSpec
+from pytest_hfmodels.registry.model import TokenizerSpec
+from pytest_hfmodels.registry.vocabulary import TOKENIZER_KINDS
 from pytest_hfmodels.sources.tiny import train_tokenizer
 
 #: the first tiny model of the built-in registries for each tokenizer kind
