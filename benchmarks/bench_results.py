@@ -7,10 +7,12 @@ command line): this measures the database and report code, not models. Everythin
 under a temporary directory, never to the default database.
 
 Measured, each with its baseline:
-- ingesting one run of --rows rows (`write_run`: rows -> one Arrow table, secrets scrubbed, one
-  DuckDB transaction), median of --runs runs, against DuckDB alone taking the same rows already
-  as an Arrow table (`INSERT INTO t SELECT * FROM arrow_table`, one transaction, its own file);
-  the two phases of `write_run` are shown under it;
+- ingesting one run of --rows rows (`store_run`, what the plugin calls at session end: rows -> one
+  Arrow table, secrets scrubbed, one DuckDB transaction; a run it spilled instead stops the script),
+  median of --runs runs, against DuckDB alone taking the same rows already as an Arrow table
+  (`INSERT INTO t SELECT * FROM arrow_table`, one transaction, its own file, DuckDB's defaults);
+  under it the same baseline with the file attached as the store attaches it (its row groups),
+  and the two phases of `store_run`;
 - with --runs runs stored (1M rows by default): the compatibility_matrix view over all of them,
   and the Markdown and the HTML report of the latest run, against DuckDB alone reading that run's
   rows as Arrow (what every report has to read, at the least);
@@ -23,6 +25,7 @@ The last line printed is one JSON object of the figures (seconds), baselines inc
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -43,7 +46,7 @@ import pyarrow as pa
 
 from pytest_hfmodels.db.environment import RunEnvironment
 from pytest_hfmodels.db.spill import rows_table
-from pytest_hfmodels.db.store import insert_run, open_database, write_run
+from pytest_hfmodels.db.store import ROW_GROUP_ROWS, StoredRun, insert_run, open_database, store_run
 from pytest_hfmodels.report.compare import compare_runs
 from pytest_hfmodels.report.write import write_report
 from pytest_hfmodels.results import Measurement, ResultRow
@@ -132,6 +135,14 @@ def pytest_benchmark_json(rows: list[ResultRow], path: Path) -> None:
 
 
 def timed(action: Callable[[], T]) -> tuple[float, T]:
+    """Seconds `action` takes, and its result.
+
+    The garbage of earlier steps is collected first, untimed: a full collection walks every live
+    object (the synthetic rows: over a million), and it would otherwise land on whichever step
+    happened to allocate next (0.3 s on the compatibility_matrix query after the ingests). What
+    `action` allocates itself can still set off a collection inside it, and counts.
+    """
+    gc.collect()
     start = time.perf_counter()
     result = action()
     return time.perf_counter() - start, result
@@ -145,7 +156,7 @@ def report_line(what: str, seconds: float | None, baseline: float | None = None,
 
 
 def store_table(path: Path, environment: RunEnvironment, table: pa.Table) -> None:
-    """The DuckDB phase of `write_run`: open, one transaction, close (which may checkpoint)."""
+    """The DuckDB phase of `store_run`: open, one transaction, close (which may checkpoint)."""
     con = open_database(path)
     try:
         insert_run(con, environment, table, 0)
@@ -153,9 +164,19 @@ def store_table(path: Path, environment: RunEnvironment, table: pa.Table) -> Non
         con.close()
 
 
-def duckdb_alone(path: Path, table: pa.Table) -> None:
-    """The baseline of an ingest: DuckDB taking rows already in Arrow, in one transaction."""
-    con = duckdb.connect(str(path))
+def duckdb_alone(path: Path, table: pa.Table, *, store_row_groups: bool = False) -> None:
+    """The baseline of an ingest: DuckDB taking rows already in Arrow, in one transaction.
+
+    `store_row_groups`: the file attached as `open_database` attaches it for writing (row groups
+    of ROW_GROUP_ROWS, each written as soon as it is full) instead of with DuckDB's defaults.
+    """
+    if store_row_groups:
+        con = duckdb.connect()
+        con.execute(f"ATTACH ? AS alone (ROW_GROUP_SIZE {ROW_GROUP_ROWS})", [str(path)])
+        con.execute("USE alone")
+        con.execute("SET write_buffer_row_group_count = 1")
+    else:
+        con = duckdb.connect(str(path))
     try:
         con.register("arrow_table", table)
         con.execute("BEGIN TRANSACTION")
@@ -187,30 +208,46 @@ def timed_report(folder: Path, db: Path, fmt: str) -> tuple[float | None, str]:
     return seconds, f"{len(written)} files"
 
 
+def stored_run(db: Path, environment: RunEnvironment, rows: list[ResultRow]) -> int:
+    """`store_run` as the plugin calls it; a spill file instead of the database is not an ingest."""
+    stored: StoredRun = store_run(db, environment, rows, exit_status=0)
+    if stored.run_id is None:
+        raise SystemExit(f"the run was spilled to {stored.spill_path}, not stored: {stored.reason}")
+    return stored.run_id
+
+
 def measure_ingest(
     folder: Path, db: Path, base: RunEnvironment, runs: list[list[ResultRow]]
 ) -> dict[str, float]:
-    """Median `write_run` over `runs` into `db`, each run next to the DuckDB-alone baseline."""
-    alone_db = folder / "duckdb-alone.duckdb"
+    """Median `store_run` over `runs` into `db`, each run next to the DuckDB-alone baseline."""
+    alone_db, alone_grouped_db = folder / "duckdb-alone.duckdb", folder / "duckdb-alone-grouped.duckdb"
     distinct = {id(rows): rows for rows in runs}  # the runs repeat two lists of rows
     tables = {key: rows_table(rows) for key, rows in distinct.items()}  # the baseline's input, untimed
-    con = duckdb.connect(str(alone_db))
-    con.register("arrow_table", tables[id(runs[0])])
-    con.execute("CREATE TABLE t AS SELECT * FROM arrow_table LIMIT 0")
-    con.close()
-    ingest, alone = [], []
-    for run, rows in enumerate(runs):  # alternating, so a busy moment of the machine hits both
-        seconds, run_id = timed(partial(write_run, db, replace(base, run_uid=f"bench-{run}"), rows))
+    for path in (alone_db, alone_grouped_db):
+        con = duckdb.connect(str(path))
+        con.register("arrow_table", tables[id(runs[0])])
+        con.execute("CREATE TABLE t AS SELECT * FROM arrow_table LIMIT 0")
+        con.close()
+    ingest, alone, alone_grouped = [], [], []
+    for run, rows in enumerate(runs):  # alternating, so a busy moment of the machine hits all three
+        seconds, run_id = timed(partial(stored_run, db, replace(base, run_uid=f"bench-{run}"), rows))
         ingest.append(seconds)
         alone.append(timed(partial(duckdb_alone, alone_db, tables[id(rows)]))[0])
+        grouped = partial(duckdb_alone, alone_grouped_db, tables[id(rows)], store_row_groups=True)
+        alone_grouped.append(timed(grouped)[0])
         if run == 0:
             report_line(
                 f"first run, {len(rows)} rows (run {run_id})", seconds, alone[0],
                 f"{len(rows) / seconds:,.0f} rows/s",
             )  # fmt: skip
     median, median_alone = statistics.median(ingest), statistics.median(alone)
-    report_line(f"write_run, median of {len(runs)} runs", median, median_alone, "(baseline: DuckDB alone)")
-    # The two phases of write_run, in a database of their own: the measured one keeps --runs runs.
+    report_line(f"store_run, median of {len(runs)} runs", median, median_alone, "(baseline: DuckDB alone)")
+    median_grouped = statistics.median(alone_grouped)
+    report_line(
+        f"  DuckDB alone, the store's {ROW_GROUP_ROWS}-row groups, median", median_grouped, median_alone,
+        "(against DuckDB's defaults)",
+    )  # fmt: skip
+    # The two phases of store_run, in a database of their own: the measured one keeps --runs runs.
     phases_db = folder / "phases.duckdb"
     open_database(phases_db).close()
     convert, store = [], []
@@ -220,7 +257,11 @@ def measure_ingest(
         store.append(timed(partial(store_table, phases_db, replace(base, run_uid=f"phases-{run}"), table))[0])
     report_line("  of which rows -> Arrow, scrubbed (rows_table), median of 3", statistics.median(convert))
     report_line("  of which DuckDB: open, insert_run, close, median of 3", statistics.median(store))
-    return {"ingest_100k_rows_s": median, "duckdb_alone_ingest_100k_rows_s": median_alone}
+    return {
+        "ingest_100k_rows_s": median,
+        "duckdb_alone_ingest_100k_rows_s": median_alone,
+        "duckdb_alone_store_row_groups_ingest_100k_rows_s": median_grouped,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

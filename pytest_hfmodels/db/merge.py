@@ -53,6 +53,22 @@ def _quoted(names: Sequence[str], prefix: str = "") -> str:
     return ", ".join(f'{prefix}"{name}"' for name in names)
 
 
+def _check_one_row_per_case(con: duckdb.DuckDBPyConnection, source: Path, table: str) -> None:
+    """Refuse a source run with two rows of one case: no index keeps (run_id, case_id) unique.
+
+    Every run this package writes is checked before it is inserted (`store.insert_run`); this
+    catches rows written into the source by other means, before any reaches the target.
+    """
+    repeated = con.execute(
+        f"""SELECT s.run_id, s.case_id FROM {_SOURCE}.{table} s JOIN run_map m ON s.run_id = m.old_id
+            GROUP BY s.run_id, s.case_id HAVING count(*) > 1 LIMIT 1"""
+    ).fetchone()
+    if repeated:
+        raise ResultsError(
+            f"{source}: run {repeated[0]} has more than one row of case {repeated[1]!r} in {table}"
+        )
+
+
 def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
     """Copy the attached source's runs, inside the caller's transaction."""
     # Identifiers below come from our own schema, never from input; values travel as parameters.
@@ -79,6 +95,7 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
                 ON CONFLICT ({key}) DO UPDATE SET {updates}"""
         )
     for table in _RUN_TABLES:
+        _check_one_row_per_case(con, source, table)
         columns = [name for name in _columns(con, table) if name != "run_id"]
         con.execute(
             f"""INSERT INTO {table} (run_id, {_quoted(columns)})

@@ -13,6 +13,10 @@ Version 8 keeps the original tools' ONNX tracking contract: onnx_conversions wit
 one row per conversion attempt (failures included); the ONNX files found on the Hub; one
 model_onnx_registry row per model with its onnx_status; the performance rows' conversion
 timestamp, and whether a run reused the cache as a column of its own.
+Version 9 rebuilds hardware_compatibility and performance_results without their PRIMARY KEY
+(run_id, case_id): its index on a text key was a third of the cost of storing a run and half of
+the file. The pair stays unique because every writer checks it before inserting (`store.insert_run`
+on the Arrow table, `merge` on the source database), and each run gets a fresh run_id.
 Timestamps are stored as UTC without a zone: TIMESTAMPTZ would need pytz on every reader.
 """
 
@@ -346,6 +350,89 @@ SCHEMA_V8: tuple[str, ...] = (
              ELSE 'unknown' END""",
 )
 
+# Version 8's layout of the two per-case tables, column for column and in the same order, with
+# every NOT NULL and CHECK kept: only the PRIMARY KEY goes.
+_HARDWARE_COMPATIBILITY_V9 = """CREATE TABLE hardware_compatibility_v9 (
+    run_id BIGINT NOT NULL,
+    case_id VARCHAR NOT NULL,
+    nodeid VARCHAR,
+    model_id VARCHAR NOT NULL,
+    model_key VARCHAR,
+    hardware_key VARCHAR NOT NULL,
+    hardware VARCHAR NOT NULL,
+    mode VARCHAR NOT NULL,
+    batch_size INTEGER,
+    status VARCHAR NOT NULL CHECK (status IN ('pass', 'fail', 'skip')),
+    error_class VARCHAR,
+    error_message VARCHAR,
+    suggested_fix VARCHAR,
+    duration_s DOUBLE,
+    worker VARCHAR,
+    scenario VARCHAR
+)"""
+
+_PERFORMANCE_RESULTS_V9 = """CREATE TABLE performance_results_v9 (
+    run_id BIGINT NOT NULL,
+    case_id VARCHAR NOT NULL,
+    model_id VARCHAR NOT NULL,
+    hardware_key VARCHAR NOT NULL,
+    hardware VARCHAR NOT NULL,
+    mode VARCHAR NOT NULL,
+    batch_size INTEGER,
+    sequence_length INTEGER,
+    precision VARCHAR,
+    latency_mean_ms DOUBLE,
+    latency_p50_ms DOUBLE,
+    latency_p90_ms DOUBLE,
+    latency_p95_ms DOUBLE,
+    latency_p99_ms DOUBLE,
+    latency_stdev_ms DOUBLE,
+    throughput_per_s DOUBLE,
+    process_peak_rss_mb DOUBLE,
+    load_time_s DOUBLE,
+    first_call_ms DOUBLE,
+    iterations INTEGER,
+    warmup INTEGER,
+    timer VARCHAR,
+    contended BOOLEAN,
+    onnx_source VARCHAR,
+    onnx_conversion_status VARCHAR,
+    onnx_conversion_seconds DOUBLE,
+    onnx_local_path VARCHAR,
+    threads INTEGER,
+    audio_seconds DOUBLE,
+    model_reused BOOLEAN,
+    weights VARCHAR,
+    weights_mb DOUBLE,
+    model_load_mb DOUBLE,
+    inference_peak_mb DOUBLE,
+    device_peak_mb DOUBLE,
+    scenario VARCHAR,
+    new_tokens INTEGER,
+    ttft_ms DOUBLE,
+    tpot_ms DOUBLE,
+    tpot_p90_ms DOUBLE,
+    decode_tokens_per_s DOUBLE,
+    prefill_tokens_per_s DOUBLE,
+    output_digest VARCHAR,
+    output_sample VARCHAR,
+    onnx_conversion_time TIMESTAMP,
+    onnx_cache_hit BOOLEAN
+)"""
+
+SCHEMA_V9: tuple[str, ...] = (
+    # DuckDB cannot drop a constraint: each table is copied into its new layout and renamed.
+    # Views and macros bind their tables by name when they run, so they follow the rename.
+    _HARDWARE_COMPATIBILITY_V9,
+    "INSERT INTO hardware_compatibility_v9 BY NAME SELECT * FROM hardware_compatibility",
+    "DROP TABLE hardware_compatibility",
+    "ALTER TABLE hardware_compatibility_v9 RENAME TO hardware_compatibility",
+    _PERFORMANCE_RESULTS_V9,
+    "INSERT INTO performance_results_v9 BY NAME SELECT * FROM performance_results",
+    "DROP TABLE performance_results",
+    "ALTER TABLE performance_results_v9 RENAME TO performance_results",
+)
+
 #: statements that bring a database from version N-1 to N, by N
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: SCHEMA_V1,
@@ -356,6 +443,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: SCHEMA_V6,
     7: SCHEMA_V7,
     8: SCHEMA_V8,
+    9: SCHEMA_V9,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -60,8 +60,7 @@ def row_schema() -> pa.Schema:
     return pa.schema([pa.field(f.name, _arrow_type(f.type)) for f in (*ROW_FIELDS, *MEASUREMENT_FIELDS)])
 
 
-_ROW_GETTER = operator.attrgetter(*(f.name for f in ROW_FIELDS))
-_MEASUREMENT_GETTER = operator.attrgetter(*(f.name for f in MEASUREMENT_FIELDS))
+_CASE_ID_OF = operator.attrgetter("case_id")
 _MEASUREMENT_OF = operator.attrgetter("measurement")
 
 #: every Hugging Face token by shape starts with this text (HF_TOKEN_PATTERN); a column without it
@@ -93,15 +92,16 @@ def rows_table(rows: Iterable[ResultRow]) -> pa.Table:
     schema = row_schema()
     row_type = pa.struct(list(schema)[: len(ROW_FIELDS)])
     measurement_type = pa.struct(list(schema)[len(ROW_FIELDS) :])
-    unique = list({row.case_id: row for row in rows}.values())
+    rows = list(rows)  # read twice below
+    unique = list(dict(zip(map(_CASE_ID_OF, rows), rows, strict=True)).values())  # the last of a case wins
     with collector_paused():
-        # One C-level attrgetter call per row gives a tuple, and Arrow converts the list of tuples
-        # to a struct array in C++: no per-field Python loop, no transpose (0.6 s of 1.8 s at 100k
-        # rows). The converter is the one a per-column pa.array uses: same types, same errors.
-        row_values = pa.array(list(map(_ROW_GETTER, unique)), row_type)
-        measurement_values = pa.array(
-            list(map(_MEASUREMENT_GETTER, map(_MEASUREMENT_OF, unique))), measurement_type
-        )
+        # Each row's own attribute dict goes to Arrow, which converts the list of them to a struct
+        # array in C++, reading each field by name (a key the struct does not have, `measurement`,
+        # is not read): no per-field Python loop, no transpose, no tuple built per row (a tuple of
+        # 59 attribute reads was 15% of the conversion). The converter is the one a per-column
+        # pa.array uses: same types, same errors.
+        row_values = pa.array(list(map(vars, unique)), row_type)
+        measurement_values = pa.array(list(map(vars, map(_MEASUREMENT_OF, unique))), measurement_type)
     columns = [*row_values.flatten(), *measurement_values.flatten()]
     secrets = secret_values()  # once per table, not once per column
     return pa.Table.from_arrays([scrub_text_array(column, secrets) for column in columns], schema=schema)
