@@ -7,12 +7,14 @@ command line): this measures the database and report code, not models. Everythin
 under a temporary directory, never to the default database.
 
 Measured, each with its baseline:
-- ingesting one run of --rows rows (`store_run`, what the plugin calls at session end: rows -> one
-  Arrow table, secrets scrubbed, one DuckDB transaction; a run it spilled instead stops the script),
-  median of --runs runs, against DuckDB alone taking the same rows already as an Arrow table
+- ingesting one run of --rows rows as the plugin does: its recorder puts each row into `RunRows` as
+  the case finishes (converted to Arrow 4,096 rows at a time while the run goes: timed apart, per
+  row), and at session end `store_run` converts the last partial batch and writes one DuckDB
+  transaction (a run it spilled instead stops the script): `ingest_100k_rows_s` is that session-end
+  store, median of --runs runs, against DuckDB alone taking the same rows already as an Arrow table
   (`INSERT INTO t SELECT * FROM arrow_table`, one transaction, its own file, DuckDB's defaults);
-  under it the same baseline with the file attached as the store attaches it (its row groups),
-  and the two phases of `store_run`;
+  under it `store_run` of a plain list (every row converted at the end), the DuckDB-alone baseline
+  with the file attached as the store attaches it (its row groups), and the two phases of a store;
 - with --runs runs stored (1M rows by default): the compatibility_matrix view over all of them,
   and the Markdown and the HTML report of the latest run, against DuckDB alone reading that run's
   rows as Arrow (what every report has to read, at the least);
@@ -45,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 
 from pytest_hfmodels.db.environment import RunEnvironment
-from pytest_hfmodels.db.spill import rows_table
+from pytest_hfmodels.db.spill import RunRows, rows_table
 from pytest_hfmodels.db.store import ROW_GROUP_ROWS, StoredRun, insert_run, open_database, store_run
 from pytest_hfmodels.report.compare import compare_runs
 from pytest_hfmodels.report.write import write_report
@@ -208,7 +210,7 @@ def timed_report(folder: Path, db: Path, fmt: str) -> tuple[float | None, str]:
     return seconds, f"{len(written)} files"
 
 
-def stored_run(db: Path, environment: RunEnvironment, rows: list[ResultRow]) -> int:
+def stored_run(db: Path, environment: RunEnvironment, rows: list[ResultRow] | RunRows) -> int:
     """`store_run` as the plugin calls it; a spill file instead of the database is not an ingest."""
     stored: StoredRun = store_run(db, environment, rows, exit_status=0)
     if stored.run_id is None:
@@ -216,10 +218,18 @@ def stored_run(db: Path, environment: RunEnvironment, rows: list[ResultRow]) -> 
     return stored.run_id
 
 
+def arrived(rows: list[ResultRow]) -> RunRows:
+    """The rows put one by one, as the recorder puts each finished case's row."""
+    run_rows = RunRows()
+    for row in rows:
+        run_rows.put(row)
+    return run_rows
+
+
 def measure_ingest(
     folder: Path, db: Path, base: RunEnvironment, runs: list[list[ResultRow]]
 ) -> dict[str, float]:
-    """Median `store_run` over `runs` into `db`, each run next to the DuckDB-alone baseline."""
+    """Median session-end `store_run` over `runs` into `db`, each run next to the DuckDB-alone baseline."""
     alone_db, alone_grouped_db = folder / "duckdb-alone.duckdb", folder / "duckdb-alone-grouped.duckdb"
     distinct = {id(rows): rows for rows in runs}  # the runs repeat two lists of rows
     tables = {key: rows_table(rows) for key, rows in distinct.items()}  # the baseline's input, untimed
@@ -228,26 +238,42 @@ def measure_ingest(
         con.register("arrow_table", tables[id(runs[0])])
         con.execute("CREATE TABLE t AS SELECT * FROM arrow_table LIMIT 0")
         con.close()
-    ingest, alone, alone_grouped = [], [], []
-    for run, rows in enumerate(runs):  # alternating, so a busy moment of the machine hits all three
-        seconds, run_id = timed(partial(stored_run, db, replace(base, run_uid=f"bench-{run}"), rows))
+    list_db = folder / "from-list.duckdb"
+    open_database(list_db).close()  # schema creation is not part of ingest
+    ingest, arriving, from_list, alone, alone_grouped = [], [], [], [], []
+    for run, rows in enumerate(runs):  # alternating, so a busy moment of the machine hits all of them
+        put_s, run_rows = timed(partial(arrived, rows))  # while the run goes, a row per finished case
+        arriving.append(put_s)
+        seconds, run_id = timed(partial(stored_run, db, replace(base, run_uid=f"bench-{run}"), run_rows))
         ingest.append(seconds)
+        listed = partial(stored_run, list_db, replace(base, run_uid=f"list-{run}"), rows)
+        from_list.append(timed(listed)[0])
         alone.append(timed(partial(duckdb_alone, alone_db, tables[id(rows)]))[0])
         grouped = partial(duckdb_alone, alone_grouped_db, tables[id(rows)], store_row_groups=True)
         alone_grouped.append(timed(grouped)[0])
         if run == 0:
             report_line(
-                f"first run, {len(rows)} rows (run {run_id})", seconds, alone[0],
+                f"first run, {len(rows)} rows (run {run_id}), at session end", seconds, alone[0],
                 f"{len(rows) / seconds:,.0f} rows/s",
             )  # fmt: skip
     median, median_alone = statistics.median(ingest), statistics.median(alone)
-    report_line(f"store_run, median of {len(runs)} runs", median, median_alone, "(baseline: DuckDB alone)")
+    report_line(
+        f"store_run at session end, median of {len(runs)} runs", median, median_alone,
+        "(baseline: DuckDB alone)",
+    )  # fmt: skip
+    per_row_us = statistics.median(arriving) / len(runs[0]) * 1e6
+    report_line(
+        f"  while the run went: RunRows.put, {per_row_us:.1f} us a row, in all", statistics.median(arriving),
+        extra="(spread over the run's cases)",
+    )  # fmt: skip
+    median_list = statistics.median(from_list)
+    report_line("  store_run of a plain list (all converted at the end), median", median_list, median_alone)
     median_grouped = statistics.median(alone_grouped)
     report_line(
         f"  DuckDB alone, the store's {ROW_GROUP_ROWS}-row groups, median", median_grouped, median_alone,
         "(against DuckDB's defaults)",
     )  # fmt: skip
-    # The two phases of store_run, in a database of their own: the measured one keeps --runs runs.
+    # The two phases of storing a list, in a database of their own: the measured one keeps --runs runs.
     phases_db = folder / "phases.duckdb"
     open_database(phases_db).close()
     convert, store = [], []
@@ -259,6 +285,8 @@ def measure_ingest(
     report_line("  of which DuckDB: open, insert_run, close, median of 3", statistics.median(store))
     return {
         "ingest_100k_rows_s": median,
+        "rows_put_while_running_us_per_row": per_row_us,
+        "ingest_100k_rows_from_list_s": median_list,
         "duckdb_alone_ingest_100k_rows_s": median_alone,
         "duckdb_alone_store_row_groups_ingest_100k_rows_s": median_grouped,
     }

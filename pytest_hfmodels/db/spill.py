@@ -107,6 +107,60 @@ def rows_table(rows: Iterable[ResultRow]) -> pa.Table:
     return pa.Table.from_arrays([scrub_text_array(column, secrets) for column in columns], schema=schema)
 
 
+#: rows a run converts to Arrow at a time while it runs (`RunRows`): a few ms on the controller
+RUN_BATCH_ROWS = 4096
+
+
+class RunRows:
+    """A run's rows, converted to Arrow RUN_BATCH_ROWS at a time as they arrive, one row per case.
+
+    Rows arrive one per finished case, while the run goes; converting them all at session end was
+    half of the time storing 100k rows took (0.36 of 0.66 s), which every user waited for after
+    the last test. Converted as they come (4,096 rows take a few ms, spread over thousands of
+    cases), only the last partial batch is left when the run is stored. A later row of a case
+    replaces the earlier, converted or not, as `rows_table` keeps the last.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, ResultRow] = {}  #: case id -> row, not converted yet
+        self._batches: list[pa.Table] = []
+        self._converted: dict[str, int] = {}  #: case id -> its row's index in the batches
+        self._replaced: list[int] = []  #: indexes of converted rows a later row of the case replaced
+        self._converted_count = 0
+
+    def put(self, row: ResultRow) -> None:
+        """The case's row: its first, or one replacing the earlier."""
+        index = self._converted.pop(row.case_id, None)
+        if index is not None:
+            self._replaced.append(index)
+        self._pending[row.case_id] = row
+        if len(self._pending) >= RUN_BATCH_ROWS:
+            self._convert_pending()
+
+    def __len__(self) -> int:
+        return len(self._converted) + len(self._pending)
+
+    def _convert_pending(self) -> None:
+        self._batches.append(rows_table(self._pending.values()))
+        first = self._converted_count
+        self._converted.update((case_id, index) for index, case_id in enumerate(self._pending, first))
+        self._converted_count += len(self._pending)
+        self._pending = {}
+
+    def table(self) -> pa.Table:
+        """Every case's row as one table, in case id order (what `rows_table` of the sorted rows gives)."""
+        import pyarrow as pa
+
+        parts = [*self._batches, rows_table(self._pending.values())]
+        table = pa.concat_tables(parts)  # chunks side by side, nothing copied
+        if self._replaced:
+            keep = [True] * table.num_rows
+            for index in self._replaced:
+                keep[index] = False
+            table = table.filter(pa.array(keep))
+        return table.sort_by("case_id")
+
+
 def scrub_text_array(array: pa.Array, secrets: Sequence[str] | None = None) -> pa.Array:
     """`scrub_secrets` for a whole Arrow column at once (other types pass through).
 

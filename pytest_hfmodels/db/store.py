@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_hfmodels.cases.defaults import DEFAULT_LOCK_TIMEOUT_S
 from pytest_hfmodels.db.environment import RunEnvironment
 from pytest_hfmodels.db.schema import SCHEMA_VERSION, migrate, rollback, stored_version
-from pytest_hfmodels.db.spill import rows_table, write_spill
+from pytest_hfmodels.db.spill import RunRows, rows_table, write_spill
 from pytest_hfmodels.errors import ResultsError
 from pytest_hfmodels.results import ResultRow
 
@@ -384,13 +384,16 @@ def write_run(
 def store_run(
     db_path: Path,
     environment: RunEnvironment,
-    rows: Sequence[ResultRow],
+    rows: Sequence[ResultRow] | RunRows,
     *,
     exit_status: int | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> StoredRun:
-    """`write_run`, or, when the database cannot be written, a spill file beside it (with a warning)."""
-    table = rows_table(rows)
+    """`write_run`, or, when the database cannot be written, a spill file beside it (with a warning).
+
+    `rows`: a list, or the run's rows converted as they arrived (the plugin's recorder).
+    """
+    table = rows.table() if isinstance(rows, RunRows) else rows_table(rows)
     try:
         con = open_database(db_path, lock_timeout_s=lock_timeout_s)
         try:

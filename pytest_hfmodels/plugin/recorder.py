@@ -28,6 +28,7 @@ from pytest_hfmodels.results import USER_PROPERTY, ResultRow
 if TYPE_CHECKING:
     from pytest_hfmodels.db.environment import RunEnvironment
     from pytest_hfmodels.db.journal import RunJournal
+    from pytest_hfmodels.db.spill import RunRows
     from pytest_hfmodels.db.store import StoredRun
 
 
@@ -52,6 +53,7 @@ class ResultRecorder:
         self.config = config
         self.started_at = started_at
         self.rows: dict[str, ResultRow] = {}  #: by case id: a row arrives with every phase's report
+        self.run_rows: RunRows | None = None  #: the same rows, for the database, converted as they come
         self.malformed = 0
         self.stored: StoredRun | None = None
         self.messages: list[str] = []
@@ -74,6 +76,7 @@ class ResultRecorder:
                 # One row per case: when several tests share a case, a failure is what stays.
                 self.rows[row.case_id] = row
                 self._journal(row)
+                self._put(row)
 
     def _journal(self, row: ResultRow) -> None:
         if self.db_path is None or self._journal_failed:
@@ -89,6 +92,15 @@ class ResultRecorder:
         except OSError as exc:  # the rows are still stored at session end; only the safety net is gone
             self.messages.append(f"hfmodels: WARNING: no journal beside {self.db_path}: {exc}")
             self._journal_failed = True
+
+    def _put(self, row: ResultRow) -> None:
+        if self.db_path is None:
+            return
+        if self.run_rows is None:
+            from pytest_hfmodels.db.spill import RunRows
+
+            self.run_rows = RunRows()
+        self.run_rows.put(row)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
         if not self.rows:
@@ -147,7 +159,7 @@ class ResultRecorder:
                 self.stored = store_run(
                     self.db_path,
                     environment,
-                    rows,
+                    self.run_rows if self.run_rows is not None else rows,
                     exit_status=exit_status,
                     lock_timeout_s=self.lock_timeout_s,
                 )
