@@ -14,7 +14,13 @@ work never count):
   the converter) a child resets its peak (/proc/self/clear_refs) and reads its RSS; its figure is
   VmHWM at the end minus that RSS, the memory the work took, and "x model" divides that by the
   model's weight bytes. safetensors' own save and load are the reference rows. Not ru_maxrss:
-  Linux carries a forking parent's peak into a child's ru_maxrss across exec.
+  Linux carries a forking parent's peak into a child's ru_maxrss across exec. RSS counts pages
+  mapped from files (RssFile) as well as anonymous memory (RssAnon), and must: transformers maps
+  the model's safetensors file, so the source model is file pages (bert-base: RssAnon grows 11 MB
+  and RssFile 384 MB when its 438 MB of weights are loaded and run), which a float16 validation
+  turns into anonymous pages as it restores them; RssAnon alone would count the model as nothing.
+  A mapped read-back of the converted file counts while it is mapped, which validation keeps to
+  one window at a time.
 - --compare-with DIR: the same children also run with the pytest_hfmodels package found in DIR
   (a checkout of an earlier commit, say), printed beside this checkout's figures.
 

@@ -206,16 +206,17 @@ class ModelConverter:
     ) -> tuple[TensorCheck, OutputCheck]:
         config = self.config
         stored_dtypes = {t.name: t.dtype for t in written.tensors}
-        # One streaming read, a chunk in memory at a time: each chunk is compared with the untouched
-        # original and then copied into it, restoring the model for the output check, so the model
-        # is the only full set of weights held. Originals that overlap without being tied would see
-        # a restored chunk before their own comparison: those are compared first, restored after.
+        # One streaming read, a chunk in memory at a time (a window of a mapped chunk, its pages
+        # released as the next comes): each chunk is compared with the untouched original and then
+        # copied into it, restoring the model for the output check, so the model is the only full
+        # set of weights held. Originals that overlap without being tied would see a restored chunk
+        # before their own comparison: those are compared first, restored after.
         restore = inputs is not None
         restore_while_comparing = restore and not overlapping(selected.values())
         try:
             tensors = check_pieces(
                 selected,
-                iter_pieces(parquet_path),
+                iter_pieces(parquet_path, release_as_read=True),
                 stored_dtypes,
                 max_relative_error=config.float16_max_relative_error,
                 floor=config.relative_error_floor,
@@ -229,8 +230,9 @@ class ModelConverter:
         if tensors.problems:
             return tensors, OutputCheck(False, skipped_reason="tensors already differ")
         if not restore_while_comparing:
+            pieces = iter_pieces(parquet_path, release_as_read=True)
             check_pieces(
-                selected, iter_pieces(parquet_path), stored_dtypes, max_relative_error=float("inf"),
+                selected, pieces, stored_dtypes, max_relative_error=float("inf"),
                 floor=config.relative_error_floor, restore=True,
             )  # fmt: skip
             _release_arrow_memory()

@@ -17,12 +17,12 @@ from __future__ import annotations
 import struct
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
+from pytest_hfmodels.convert.parquet import thrift
 from pytest_hfmodels.errors import WeightsFileError
 
 FORMAT_VERSION = "1"
@@ -171,16 +171,19 @@ def value_page(head: bytes, chunk_bytes: int) -> ValuePage | None:
     version-1 data page holding one non-null PLAIN binary value (what the writer makes), so a caller
     falls back to a full Parquet reader for anything else."""
     try:
-        header, position = _read_struct(head, 0)
-    except (IndexError, ValueError, struct.error):
+        header, position = thrift.decode_struct(head)
+    except (IndexError, ValueError):
         return None  # a header longer than `head`, or not Thrift at all
-    page = header.get(5)
+    page = thrift.child(header, 5)  # data_page_header
+    size = thrift.integer(header, 3)  # compressed_page_size
     if (
-        header.get(1) != _DATA_PAGE
-        or header.get(2) != header.get(3)
-        or position + header.get(3, -1) != chunk_bytes
-        or not isinstance(page, dict)
-        or (page.get(1), page.get(2), page.get(3)) != (1, _PLAIN, _RLE)
+        thrift.integer(header, 1) != _DATA_PAGE
+        or size is None
+        or thrift.integer(header, 2) != size  # uncompressed_page_size
+        or position + size != chunk_bytes
+        or page is None
+        # num_values, encoding, definition_level_encoding
+        or (thrift.integer(page, 1), thrift.integer(page, 2), thrift.integer(page, 3)) != (1, _PLAIN, _RLE)
     ):
         return None
     # payload: definition levels (4-byte length, then RLE/bit-packed runs), then the value's 4-byte
@@ -194,7 +197,7 @@ def value_page(head: bytes, chunk_bytes: int) -> ValuePage | None:
     (value_bytes,) = struct.unpack_from("<I", head, value_offset - 4)
     if value_offset + value_bytes != chunk_bytes:
         return None
-    crc = header.get(4)
+    crc = thrift.integer(header, 4)
     return ValuePage(
         payload_offset=position,
         payload_bytes=chunk_bytes - position,
@@ -207,88 +210,5 @@ def value_page(head: bytes, chunk_bytes: int) -> ValuePage | None:
 def _first_level_is_one(data: bytes, position: int) -> bool:
     # One level of bit width 1: an RLE run (header even, then the value byte) or bit-packed groups
     # (header odd, then the bits, first level in the lowest bit).
-    run_header, position = _varint(data, position)
+    run_header, position = thrift.varint(data, position)
     return bool(data[position] & 1) if run_header else False
-
-
-# Thrift compact protocol, read-only and only what a page header holds (parquet.thrift PageHeader).
-_STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT, _UUID = range(14)
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _zigzag(data: bytes, position: int) -> tuple[int, int]:
-    value, position = _varint(data, position)
-    return (value >> 1) ^ -(value & 1), position
-
-
-def _read_struct(data: bytes, position: int) -> tuple[dict[int, Any], int]:
-    """Field id -> value for integer and struct fields; other fields are skipped."""
-    fields: dict[int, Any] = {}
-    field_id = 0
-    while True:
-        byte = data[position]
-        position += 1
-        kind = byte & 0x0F
-        if kind == _STOP:
-            return fields, position
-        if byte >> 4:
-            field_id += byte >> 4
-        else:
-            field_id, position = _zigzag(data, position)
-        value, position = _read_value(data, position, kind)
-        if value is not None:
-            fields[field_id] = value
-
-
-def _read_value(data: bytes, position: int, kind: int) -> tuple[Any, int]:
-    if kind in (_TRUE, _FALSE):
-        return kind == _TRUE, position
-    if kind == _BYTE:
-        return data[position], position + 1
-    if kind in (_I16, _I32, _I64):
-        return _zigzag(data, position)
-    if kind == _DOUBLE:
-        return None, position + 8
-    if kind == _UUID:
-        return None, position + 16
-    if kind == _BINARY:
-        size, position = _varint(data, position)
-        return None, position + size
-    if kind == _STRUCT:
-        return _read_struct(data, position)
-    if kind in (_LIST, _SET):
-        byte = data[position]
-        position += 1
-        size, element = byte >> 4, _element(byte & 0x0F)
-        if size == 15:
-            size, position = _varint(data, position)
-        for _ in range(size):
-            _, position = _read_value(data, position, element)
-        return None, position
-    if kind == _MAP:
-        size, position = _varint(data, position)
-        if size:
-            types = data[position]
-            position += 1
-            for _ in range(size):
-                for element in (_element(types >> 4), _element(types & 0x0F)):
-                    _, position = _read_value(data, position, element)
-        return None, position
-    raise ValueError(f"unknown Thrift type {kind}")
-
-
-def _element(kind: int) -> int:
-    # a boolean in a list or map is one byte, unlike a boolean field, which lives in its header
-    return _BYTE if kind in (_TRUE, _FALSE) else kind

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from pytest_hfmodels.convert.parquet import thrift
 from pytest_hfmodels.convert.parquet.format import (
     SCHEMA,
     VALUE_ALIGNMENT,
@@ -21,7 +25,9 @@ from pytest_hfmodels.convert.parquet.format import (
     element_size,
     require_little_endian,
     tensor_bytes,
+    value_page,
 )
+from pytest_hfmodels.errors import WeightsFileError
 
 #: dtypes narrowed to float16 when float16 storage is asked for; bfloat16 is kept because
 #: float16 cannot hold its range, and integer tensors (ids, masks) must stay exact
@@ -115,7 +121,9 @@ def write_weights(
     """Write every tensor of `state_dict` to `path`, tied tensors once; `path` must not be in use.
 
     Tensors go to the file one chunk at a time and nothing is kept, so the memory this needs beyond
-    the state dict is about two chunks (Parquet's page and its compressed copy), whatever the model.
+    the state dict is about two chunks (Parquet's page and its compressed copy) with a codec, and
+    none without one (the writer writes the pages from the tensors), whatever the model; a float16
+    copy adds one chunk.
     """
     require_little_endian()
     aliases = find_aliases(state_dict)
@@ -130,7 +138,7 @@ def write_weights(
                 bar.update(1)
         alias_rows = [t for t in stored if t.alias_of is not None]
         if alias_rows:
-            writer.write(_alias_table(alias_rows), value_bytes=None)
+            writer.write_rows(_alias_table(alias_rows))
     unique = [t for t in stored if t.alias_of is None]
     source_bytes = sum(state_dict[t.name].numel() * state_dict[t.name].element_size() for t in unique)
     return WrittenWeights(
@@ -141,59 +149,168 @@ def write_weights(
     )
 
 
-class _RowGroupWriter:
-    """The file's ParquetWriter, one row group per `write`; uncompressed values aligned for mapping.
+def writer_options(compression: str, compression_level: int) -> dict[str, Any]:
+    """pyarrow.parquet.ParquetWriter's options for a weights file."""
+    return {
+        "compression": None if compression == "none" else compression,
+        "compression_level": compression_level if compression == "zstd" else None,
+        "use_dictionary": False,  # tensor bytes do not repeat; names are unique
+        # name min/max per row group find a tensor; data stats are useless
+        "write_statistics": ["name"],
+        # readers verify, so a corrupted page is an error, not wrong weights
+        "write_page_checksum": True,
+        # no page index: it would repeat the sizes of the pages the writer writes itself
+        "write_page_index": False,
+    }
 
-    A tensor's bytes end their row group (the last column's one page), so the padding that puts
-    their first byte at a multiple of VALUE_ALIGNMENT follows from the row group's size, which a dry
-    run into a stream that only counts bytes gives exactly (page headers hold sizes and checksums,
-    never file offsets). The dry run costs a memory copy and a checksum of the chunk, no disk.
+
+class _RowGroupWriter:
+    """The file's ParquetWriter, one row group per write; in an uncompressed file, each value's page
+    written here, aligned for mapping and without a copy.
+
+    Arrow's column writer copies a value into its encoder and again into the page it writes (both in
+    Arrow's memory at once): uncompressed, a chunk is a whole tensor, so the largest tensor would be
+    held twice beyond the model (measured on bert-base: 188 MB for its 94 MB word embeddings, which
+    made a validated uncompressed conversion peak at 1.56x the model). So Arrow writes each row
+    group with an empty value, and the writer replaces that last page of the group with the value's:
+    Arrow's header with the value's sizes and checksum, the same definition levels, the value's
+    length, then its bytes straight from the tensor's memory. The footer Arrow writes when it closes
+    counts the empty values; the writer then adds the difference to each column chunk and row group
+    that grew. The file has the bytes Arrow would have written (tests compare them).
+
+    The row group's layout comes from a dry run of the same writer on the same row (all bytes but
+    the value's, so it costs nothing), which gives the padding that puts the value's first byte at a
+    multiple of VALUE_ALIGNMENT (page headers hold sizes and checksums, never file offsets).
     """
 
     def __init__(self, path: Path, compression: str, compression_level: int) -> None:
-        options: dict[str, Any] = {
-            "compression": None if compression == "none" else compression,
-            "compression_level": compression_level if compression == "zstd" else None,
-            "use_dictionary": False,  # tensor bytes do not repeat; names are unique
-            # name min/max per row group find a tensor; data stats are useless
-            "write_statistics": ["name"],
-            # readers verify, so a corrupted page is an error, not wrong weights
-            "write_page_checksum": True,
-        }
+        self._options = writer_options(compression, compression_level)
+        self._path = path
         self._sink = pa.OSFile(str(path), "wb")
         try:
-            self._writer = pq.ParquetWriter(self._sink, SCHEMA, **options)
+            self._writer = pq.ParquetWriter(self._sink, SCHEMA, **self._options)
         except BaseException:
             self._sink.close()
             raise
-        self._dry_run_options = options if compression == "none" else None
+        self._writes_value_pages = compression == "none"
+        self._row_groups = 0
+        #: row group index -> (bytes its data page grew by, bytes of its value)
+        self._grown: dict[int, tuple[int, int]] = {}
 
     def __enter__(self) -> _RowGroupWriter:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         try:
-            self._writer.close()
+            if exc_type is None and self._grown:
+                footer_start = self._sink.tell()
+                self._writer.close()
+                self._correct_footer(footer_start)
+            else:
+                self._writer.close()
         finally:
             self._sink.close()
 
-    def write(self, table: pa.Table, value_bytes: int | None) -> None:
-        """Write `table` as one row group; `value_bytes`: the size of its one value, to align."""
-        if self._dry_run_options is not None and value_bytes is not None:
-            size = _row_group_bytes(table, self._dry_run_options)
-            value_start = self._sink.tell() + size - value_bytes
-            self._sink.write(bytes(-value_start % VALUE_ALIGNMENT))
-        self._writer.write_table(table)
+    def write_rows(self, table: pa.Table) -> None:
+        """`table` as one row group (rows whose data is null: aliases)."""
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self._row_groups += 1
+
+    def write_value(self, columns: list[pa.Array], value: np.ndarray) -> None:
+        """One row as its own row group: `columns` (every column but `data`, one value each) and
+        `value` (uint8), its data."""
+        if not self._writes_value_pages:
+            self.write_rows(_row(columns, _binary_without_copy(value)))
+            return
+        row = _row(columns, pa.array([b""], pa.large_binary()))
+        layout = _StandIn(row, self._options)
+        levels = layout.payload[:-4]  # the empty value's payload: its levels, then its length, 0
+        prefix = levels + struct.pack("<I", value.nbytes)
+        payload_bytes = len(prefix) + value.nbytes
+        if payload_bytes > _INT32_MAX:
+            raise WeightsFileError(f"a page of {payload_bytes} bytes is beyond Parquet's {_INT32_MAX}")
+        header = layout.header
+        header[2].value = header[3].value = payload_bytes  # uncompressed_page_size, compressed_page_size
+        if 4 in header:  # crc: a signed 32-bit field
+            crc = zlib.crc32(value.data, zlib.crc32(prefix))
+            header[4].value = crc - (1 << 32) if crc >= 1 << 31 else crc
+        head = thrift.encode_struct(header) + prefix
+        value_start = self._sink.tell() + layout.page_offset + len(head)
+        self._sink.write(bytes(-value_start % VALUE_ALIGNMENT))
+        start = self._sink.tell()
+        self._writer.write_table(row)
+        if self._sink.tell() - start != layout.row_group_bytes:
+            raise WeightsFileError(f"{self._path}: Parquet wrote a row group unlike its dry run")
+        # The empty value's page ends the row group: it is replaced where it starts.
+        page_start = start + layout.page_offset
+        os.ftruncate(self._sink.fileno(), page_start)
+        os.lseek(self._sink.fileno(), page_start, os.SEEK_SET)
+        self._sink.write(head)
+        self._sink.write(value)  # from the tensor's memory, no copy
+        grown = len(head) + value.nbytes - (layout.row_group_bytes - layout.page_offset)
+        self._grown[self._row_groups] = (grown, value.nbytes)
+        self._row_groups += 1
+
+    def _correct_footer(self, footer_start: int) -> None:
+        """Rewrite the footer Arrow wrote at `footer_start` with the sizes of the grown pages."""
+        with self._path.open("rb") as stream:
+            stream.seek(footer_start)
+            tail = stream.read()
+        (size,) = struct.unpack_from("<I", tail, len(tail) - 8)
+        if tail[-4:] != b"PAR1" or size != len(tail) - 8:
+            raise WeightsFileError(f"{self._path}: the footer is not where the writer left it")
+        metadata, _ = thrift.decode_struct(tail[:size])
+        row_groups = thrift.children(metadata, 4)  # FileMetaData.row_groups
+        for index, (grown, value_bytes) in self._grown.items():
+            group = row_groups[index]
+            [column] = [
+                chunk
+                for chunk in (thrift.child(c, 3) for c in thrift.children(group, 1))  # ColumnChunk.meta_data
+                if chunk is not None and 3 in chunk and chunk[3].value.items == [b"data"]  # path_in_schema
+            ]
+            thrift.add(column, 6, grown)  # total_uncompressed_size
+            thrift.add(column, 7, grown)  # total_compressed_size
+            size_statistics = thrift.child(column, 16)
+            if size_statistics is not None:
+                thrift.add(size_statistics, 1, value_bytes)  # unencoded_byte_array_data_bytes
+            thrift.add(group, 2, grown)  # total_byte_size
+            thrift.add(group, 6, grown)  # total_compressed_size
+        footer = thrift.encode_struct(metadata)
+        os.ftruncate(self._sink.fileno(), footer_start)
+        os.lseek(self._sink.fileno(), footer_start, os.SEEK_SET)
+        self._sink.write(footer + struct.pack("<I", len(footer)) + b"PAR1")
 
 
-def _row_group_bytes(table: pa.Table, options: dict[str, Any]) -> int:
-    counter = pa.MockOutputStream()
-    # A writer of its own, closed at once: a writer left open holds its last row group's buffers
-    # (measured: a second copy of the chunk through the real write).
-    with pq.ParquetWriter(counter, SCHEMA, **options) as dry_run:
-        start = counter.tell()  # after the file's leading magic bytes
-        dry_run.write_table(table)
-        return int(counter.tell() - start)
+#: Parquet's page sizes are signed 32-bit
+_INT32_MAX = 2**31 - 1
+
+
+class _StandIn:
+    """The bytes of a row group whose value is empty, from a dry run: where its last page (the
+    value's) starts, its header and its payload."""
+
+    def __init__(self, row: pa.Table, options: dict[str, Any]) -> None:
+        stream = pa.BufferOutputStream()
+        with pq.ParquetWriter(stream, SCHEMA, **options) as dry_run:
+            start = stream.tell()  # after the file's leading magic bytes
+            dry_run.write_table(row)
+            end = stream.tell()
+        row_group = stream.getvalue().to_pybytes()[start:end]
+        self.row_group_bytes = len(row_group)
+        position = page = 0
+        while position < len(row_group):  # one page per column chunk: the value's is the last
+            page = position
+            header, position = thrift.decode_struct(row_group, position)
+            position += thrift.integer(header, 3) or 0  # compressed_page_size
+        self.page_offset = page
+        self.header, payload_offset = thrift.decode_struct(row_group, page)
+        self.payload = row_group[payload_offset:]
+        found = value_page(row_group[page:], len(row_group) - page)
+        data_page = thrift.child(self.header, 5)
+        if found is None or found.value_bytes or data_page is None or thrift.child(data_page, 5):
+            # not one uncompressed page of one value, without statistics (Arrow writes them empty):
+            # a page whose value could not be swapped in
+            raise WeightsFileError("Parquet laid out a weights row group unlike the format's")
 
 
 def _alias(name: str, tensor: torch.Tensor, target: str, use_float16: bool) -> StoredTensor:
@@ -222,22 +339,16 @@ def _write_tensor(
         # Narrowed a chunk at a time: the float16 copy is never more than one chunk.
         chunk = tensor_bytes(_converted(flat[start : start + per_chunk], dtype))
         # one row per write: one row group per chunk, read back on its own
-        writer.write(
-            pa.Table.from_arrays(
-                [
-                    pa.array([name], pa.string()),
-                    pa.array([list(tensor.shape)], pa.list_(pa.int64())),
-                    pa.array([dtype_name(dtype)], pa.string()),
-                    pa.array([tensor.numel()], pa.int64()),
-                    pa.array([index], pa.int32()),
-                    pa.array([len(starts)], pa.int32()),
-                    pa.nulls(1, pa.string()),
-                    _binary_without_copy(chunk),
-                ],
-                schema=SCHEMA,
-            ),
-            value_bytes=chunk.nbytes,
-        )
+        columns = [
+            pa.array([name], pa.string()),
+            pa.array([list(tensor.shape)], pa.list_(pa.int64())),
+            pa.array([dtype_name(dtype)], pa.string()),
+            pa.array([tensor.numel()], pa.int64()),
+            pa.array([index], pa.int32()),
+            pa.array([len(starts)], pa.int32()),
+            pa.nulls(1, pa.string()),
+        ]
+        writer.write_value(columns, chunk)
         del chunk  # the float16 copy of this chunk goes before the next is made
     return StoredTensor(
         name=name,
@@ -256,6 +367,10 @@ def _converted(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     converted = torch.empty(values.shape, dtype=dtype)
     copy_in_blocks(converted, values.cpu())
     return converted
+
+
+def _row(columns: list[pa.Array], data: pa.Array) -> pa.Table:
+    return pa.Table.from_arrays([*columns, data], schema=SCHEMA)
 
 
 def _binary_without_copy(raw: np.ndarray) -> pa.Array:
