@@ -72,6 +72,9 @@ def main() -> None:
             "help": ("pytest --help", ["-m", "pytest", "--help", *NO_PLUGIN], ["-m", "pytest", "--help"]),
             "suite": ("one-test suite", [*suite, *NO_PLUGIN], suite),
             "suite_n2": ("one-test suite -n 2", [*suite, "-n", "2", *NO_PLUGIN], [*suite, "-n", "2"]),
+            # The same command on both sides: how far apart two medians of one thing fall on this
+            # machine, the resolution the ratios above are read with.
+            "control": ("A/A: without, twice", [*suite, *NO_PLUGIN], [*suite, *NO_PLUGIN]),
         }
         for _, without, with_plugin in pairs.values():  # warm the page cache and the bytecode caches
             once(without, project, env), once(with_plugin, project, env)
@@ -94,7 +97,8 @@ def main() -> None:
             figures[f"{name}_{kind}ratio"] = round(plugin / base, 3)
             line += f"{base:>{14 if column == 0 else 15}.0f}{plugin:>7.0f}{plugin / base:>7.2f}x"
         print(line)
-    print("import: `import pytest` against `import pytest, pytest_hfmodels.plugin`")
+    print("import: `import pytest` against `import pytest, pytest_hfmodels.plugin`; A/A: the one-test")
+    print("suite without the plugin on both sides: its ratio is this machine's noise, not a cost")
     print(json.dumps(figures))
 
 
