@@ -85,8 +85,8 @@ def convert(
             bar.update(1)
             bar.set_postfix_str("validating in onnxruntime")
             try:
-                agreement = _validate(path, checks, tolerances, threads)
-            except _NotValid as problem:
+                agreement = validate_in_onnxruntime(path, checks, tolerances, threads)
+            except InvalidExport as problem:
                 failures.append(f"{exporter} export {problem}")
                 last_error = problem.__cause__ or last_error
                 continue
@@ -123,32 +123,32 @@ def convert(
     ) from last_error
 
 
-class _NotValid(Exception):
+class InvalidExport(Exception):
     """Why an exported file is refused (its message follows "<exporter> export ")."""
 
 
-def _validate(
+def validate_in_onnxruntime(
     path: Path,
     checks: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
     tolerances: Tolerances,
     threads: int | None,
 ) -> Agreement:
     """Run the file in one onnxruntime session at each (what, inputs, PyTorch's outputs) and compare;
-    the agreement over all of them, or `_NotValid` at the first that does not run or agree."""
+    the agreement over all of them, or `InvalidExport` at the first that does not run or agree."""
     try:
         session = onnxruntime_session(path, threads=threads)
     except Exception as exc:
-        raise _NotValid(f"does not load in onnxruntime: {_cause(exc)}") from exc
+        raise InvalidExport(f"does not load in onnxruntime: {_cause(exc)}") from exc
     max_abs = max_rel = 0.0
     for what, inputs, expected in checks:
         where = f"{what} ({', '.join(f'{k} {_dims(v)}' for k, v in shapes_of(inputs).items())})"
         try:
             actual = run_session(session, inputs)
         except Exception as exc:  # typically a shape the export baked in: an axis is not dynamic
-            raise _NotValid(f"does not run in onnxruntime at {where}: {_cause(exc)}") from exc
+            raise InvalidExport(f"does not run in onnxruntime at {where}: {_cause(exc)}") from exc
         agreement = compare_outputs(expected, actual, tolerances.atol, tolerances.rtol)
         if not agreement.ok:
-            raise _NotValid(
+            raise InvalidExport(
                 f"differs from PyTorch at {where}: {agreement.describe(tolerances.atol, tolerances.rtol)}"
             )
         max_abs, max_rel = max(max_abs, agreement.max_abs_diff), max(max_rel, agreement.max_rel_diff)

@@ -1,9 +1,8 @@
 """What makes a conversion cheaper leaves it the same conversion: the same bytes without importing
-onnx, both shapes validated in one onnxruntime session, torch's threads as they were."""
+onnx, both shapes validated in onnxruntime, torch's threads as they were."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -15,8 +14,11 @@ import pytest
 
 from pytest_hfmodels.convert.onnx import build, export
 from pytest_hfmodels.convert.onnx.cached import ONE_THREAD_BELOW_BYTES, conversion_threads, export_onnx
-from pytest_hfmodels.errors import ModelConversionError
-from tests.convert.onnx.test_export import conversions, model_dir
+from pytest_hfmodels.convert.onnx.compare import compare_outputs
+from pytest_hfmodels.convert.onnx.reference import load_reference
+from pytest_hfmodels.convert.onnx.specs import read_config, spec_for
+from pytest_hfmodels.registry.model import Tolerances
+from tests.convert.onnx.test_export import model_dir
 
 pytestmark = pytest.mark.slow  # builds and runs real models
 
@@ -32,7 +34,14 @@ def sha(path):
 folder, root = sys.argv[1], Path(sys.argv[2])
 skipped = export_onnx(folder, root / "skipped", exporter="legacy")
 imported = sorted(m for m in ("onnx", "ml_dtypes", "onnxscript") if m in sys.modules)
-export._registers_onnx_functions = lambda: True  # torch's own pass, which imports onnx
+# A registered symbolic that is an ONNX function (what onnxscript's have, `to_function_proto`):
+# torch's own pass must run then, and it imports onnx; no node of the graph uses it.
+import torch
+def symbolic(g, x):
+    return g.op("hfmodels_test::Twice", x)
+symbolic.to_function_proto = lambda: None
+torch.onnx.register_custom_op_symbolic("hfmodels_test::twice", symbolic, 1)
+assert export._registers_onnx_functions()
 torchs = export_onnx(folder, root / "torchs", exporter="legacy")
 print(json.dumps({"imported": imported, "onnx_after": "onnx" in sys.modules,
                   "skipped": sha(skipped.path), "torchs": sha(torchs.path)}))
@@ -70,63 +79,59 @@ def test_a_registered_onnx_function_runs_torchs_own_pass() -> None:
     assert not export._registers_onnx_functions()
 
 
-def test_one_session_validates_at_the_validation_and_export_shapes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sessions: list[Any] = []
-    runs: list[tuple[int, dict[str, tuple[int, ...]]]] = []
-    make_session, run_session = build.onnxruntime_session, build.run_session
-
-    def counted_session(*args: Any, **kwargs: Any) -> Any:
-        sessions.append(make_session(*args, **kwargs))
-        return sessions[-1]
-
-    def recorded_run(session: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-        runs.append((id(session), {name: tuple(value.shape) for name, value in inputs.items()}))
-        return run_session(session, inputs)
-
-    monkeypatch.setattr(build, "onnxruntime_session", counted_session)
-    monkeypatch.setattr(build, "run_session", recorded_run)
-    done = export_onnx(model_dir("bert-tiny"), tmp_path, exporter="legacy")
-    assert len(sessions) == 1 and {session for session, _ in runs} == {id(sessions[0])}
-    assert [shapes for _, shapes in runs] == [dict(done.validation_shape), dict(done.export_shape)]
+def _reference_checks(folder: Path) -> tuple[Any, ...]:
+    """PyTorch's inputs and outputs at the validation and the export shape, as `convert` makes them."""
+    config = read_config(folder)
+    reference = load_reference(folder, spec_for(folder, config), config)
+    validate_in = reference.inputs(reference.spec.validate_shape)
+    export_in, export_out = reference.export_sample
+    return (
+        ("the validation shape", validate_in, reference.run(validate_in)),
+        ("the export shape", export_in, export_out),
+    )
 
 
-def test_a_file_that_differs_at_the_export_shape_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """PyTorch's outputs at the export shape are compared too: off by 1 there, the file is refused."""
-    load_reference = build.load_reference
+def test_the_file_is_validated_at_the_validation_and_export_shapes(tmp_path: Path) -> None:
+    """Both shapes run in onnxruntime against PyTorch; the agreement kept is the larger of the two."""
+    folder = model_dir("bert-tiny")
+    done = export_onnx(folder, tmp_path, exporter="legacy")
+    checks = _reference_checks(folder)
+    agreement = build.validate_in_onnxruntime(done.path, checks, Tolerances(), threads=None)
+    session = export.onnxruntime_session(done.path)
+    each = [
+        compare_outputs(expected, export.run_session(session, inputs), 1e-4, 1e-4)
+        for _, inputs, expected in checks
+    ]
+    assert agreement.ok and all(one.ok for one in each)
+    assert agreement.max_abs_diff == max(one.max_abs_diff for one in each) > 0
+    assert {name: tuple(value.shape) for name, value in checks[1][1].items()} == dict(done.export_shape)
 
-    def off_at_export_shape(*args: Any) -> Any:
-        reference = load_reference(*args)
-        inputs, outputs = reference.export_sample
-        shifted = {name: value + 1.0 for name, value in outputs.items()}
-        return dataclasses.replace(reference, export_sample=(inputs, shifted))
 
-    monkeypatch.setattr(build, "load_reference", off_at_export_shape)
+def test_a_file_that_differs_at_the_export_shape_is_refused(tmp_path: Path) -> None:
+    """PyTorch's outputs at the export shape are compared too: off by 1 there, the file is refused
+    after passing at the validation shape."""
+    folder = model_dir("bert-tiny")
+    done = export_onnx(folder, tmp_path, exporter="legacy")
+    at_validation, (what, inputs, outputs) = _reference_checks(folder)
+    shifted = {name: value + 1.0 for name, value in outputs.items()}
     with pytest.raises(
-        ModelConversionError,
-        match=r"legacy export differs from PyTorch at the export shape \(input_ids 1x8, .*max abs diff 1",
+        build.InvalidExport,
+        match=r"^differs from PyTorch at the export shape \(input_ids 1x8, .*max abs diff 1",
     ):
-        export_onnx(model_dir("bert-tiny"), tmp_path, exporter="legacy")
-    assert conversions(tmp_path) == []
+        build.validate_in_onnxruntime(done.path, (at_validation, (what, inputs, shifted)), Tolerances(), None)
 
 
-def test_threads_for_the_conversion_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_for_the_conversion_only(tmp_path: Path) -> None:
     import torch
 
-    during: list[int] = []
-    export_file = build.export_file
-
-    def counted(*args: Any) -> None:
-        during.append(torch.get_num_threads())
-        export_file(*args)
-
-    monkeypatch.setattr(build, "export_file", counted)
     before = torch.get_num_threads()
+    with build.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    with build.torch_threads(None):
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
     export_onnx(model_dir("bert-tiny"), tmp_path, exporter="legacy", threads=1)
-    assert during == [1] and torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
 
 
 def test_small_models_convert_on_one_thread_large_ones_on_every_core(tmp_path: Path) -> None:
