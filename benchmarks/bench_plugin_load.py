@@ -12,12 +12,18 @@ Wall time is what a user waits; CPU time (the process and its children: user + s
 beside it because on a shared machine it moves much less with the others' load. Ends with one
 JSON line of the figures (medians in ms; ratios plugin / without, of wall and of CPU time).
 
-Python compiles each module it imports unless a bytecode cache holds it; with
-PYTHONDONTWRITEBYTECODE set (as in some CI images) every run compiles the plugin's modules again.
---bytecode-cache runs every side with a cache in a temporary folder (PYTHONPYCACHEPREFIX), as a
-normal installation has.
+The plugin is measured as a user installs it: the wheel built from this checkout, installed
+with `pip install --no-deps --target` into a temporary folder put first on PYTHONPATH (pip
+compiles its modules to bytecode there; pytest marks them for assertion rewriting, as it does any
+plugin's). --editable measures this checkout as the development venv imports it instead: no
+bytecode where PYTHONDONTWRITEBYTECODE is set, and nothing rewritten (an editable install lists no
+package for pytest to mark).
 
-    .venv/bin/python benchmarks/bench_plugin_load.py [--repeats 11] [--bytecode-cache]
+With PYTHONDONTWRITEBYTECODE set (as in this VM and some CI images) Python and pytest write no
+cache, so what is not already compiled is compiled (and rewritten) in every run. --bytecode-cache
+runs every side with a cache in a temporary folder (PYTHONPYCACHEPREFIX) instead.
+
+    .venv/bin/python benchmarks/bench_plugin_load.py [--repeats 11] [--editable] [--bytecode-cache]
 """
 
 from __future__ import annotations
@@ -34,6 +40,21 @@ import time
 from pathlib import Path
 
 NO_PLUGIN = ["-p", "no:hfmodels"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def install_wheel(folder: Path) -> Path:
+    """The plugin as pip installs its wheel, into `folder`/site (put first on PYTHONPATH by the caller)."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheels, site = folder / "wheels", folder / "site"
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)]
+    built = subprocess.run(build, capture_output=True, text=True, check=False)
+    if built.returncode != 0:  # e.g. no setuptools >= 68 beside this interpreter (--no-build-isolation)
+        raise SystemExit(f"pip wheel {REPO} failed: {built.stderr.strip()[-600:]}")
+    (wheel,) = wheels.glob("pytest_hfmodels-*.whl")
+    install = [*pip, "install", "--no-deps", "--target", str(site), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True)
+    return site
 
 
 def once(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -53,7 +74,8 @@ def once(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--bytecode-cache", action="store_true", help="compiled modules cached, as installed")
+    parser.add_argument("--bytecode-cache", action="store_true", help="Python, pytest cache bytecode")
+    parser.add_argument("--editable", action="store_true", help="this checkout, not the wheel")
     options = parser.parse_args()
     repeats = options.repeats
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,17 +86,27 @@ def main() -> None:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         bytecode = "no bytecode cache" if env.get("PYTHONDONTWRITEBYTECODE") else "bytecode cached"
+        installed = "editable checkout" if options.editable else "installed wheel"
+        if not options.editable:
+            site = install_wheel(Path(tmp))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+            where = [sys.executable, "-c", "import pytest_hfmodels.plugin as p; print(p.__file__)"]
+            loaded = subprocess.run(where, cwd=tmp, env=env, capture_output=True, text=True, check=True)
+            if not Path(loaded.stdout.strip()).is_relative_to(site):  # the editable checkout came first
+                raise SystemExit(f"the plugin loads from {loaded.stdout.strip()}, not from {site}")
         (project / "pytest.ini").write_text("[pytest]\n")
         (project / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
         suite = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"]
+        suite_n2 = [*suite, "-n", "2"]
         pairs = {  # figure name: (label, without the plugin, with it)
             "import": ("import", ["-c", "import pytest"], ["-c", "import pytest, pytest_hfmodels.plugin"]),
             "help": ("pytest --help", ["-m", "pytest", "--help", *NO_PLUGIN], ["-m", "pytest", "--help"]),
             "suite": ("one-test suite", [*suite, *NO_PLUGIN], suite),
-            "suite_n2": ("one-test suite -n 2", [*suite, "-n", "2", *NO_PLUGIN], [*suite, "-n", "2"]),
+            "suite_n2": ("one-test suite -n 2", [*suite_n2, *NO_PLUGIN], suite_n2),
             # The same command on both sides: how far apart two medians of one thing fall on this
             # machine, the resolution the ratios above are read with.
             "control": ("A/A: without, twice", [*suite, *NO_PLUGIN], [*suite, *NO_PLUGIN]),
+            "control_n2": ("A/A: -n 2 without", [*suite_n2, *NO_PLUGIN], [*suite_n2, *NO_PLUGIN]),
         }
         for _, without, with_plugin in pairs.values():  # warm the page cache and the bytecode caches
             once(without, project, env), once(with_plugin, project, env)
@@ -85,8 +117,9 @@ def main() -> None:
                 samples[name][1].append(once(with_plugin, project, env))
 
     figures: dict[str, float | bool] = {"bytecode_cache": bytecode == "bytecode cached"}
+    figures["editable"] = options.editable
     load = os.getloadavg()[0]
-    print(f"median of {repeats}, interleaved, ms; {bytecode}; load average {load:.1f} at the end")
+    print(f"median of {repeats}, interleaved, ms; {installed}; {bytecode}; load {load:.1f} at the end")
     print(f"{'':<22}{'wall: without':>14}{'with':>7}{'ratio':>8}{'cpu: without':>15}{'with':>7}{'ratio':>8}")
     for name, (without, with_plugin) in samples.items():
         line = f"{pairs[name][0]:<22}"
@@ -98,7 +131,7 @@ def main() -> None:
             line += f"{base:>{14 if column == 0 else 15}.0f}{plugin:>7.0f}{plugin / base:>7.2f}x"
         print(line)
     print("import: `import pytest` against `import pytest, pytest_hfmodels.plugin`; A/A: the one-test")
-    print("suite without the plugin on both sides: its ratio is this machine's noise, not a cost")
+    print("suite without the plugin on both sides (and with -n 2): its ratio is this machine's noise")
     print(json.dumps(figures))
 
 

@@ -20,13 +20,20 @@ from typing import Any
 
 import pytest
 
-from pytest_hfmodels.plugin.activation import RowWatcher, declare_options, lazy_fixtures, plugin_asked
+from pytest_hfmodels.plugin.activation import RowWatcher, declare_options, plugin_asked
+from pytest_hfmodels.plugin.fixtures import (  # noqa: F401 (pytest finds fixtures as the plugin's attributes)
+    hf_case,
+    hf_device,
+    hf_hardware,
+    hf_model_files,
+    hf_model_path,
+    hf_onnx_path,
+    hf_record,
+    hf_runner,
+    hf_session,
+)
 from pytest_hfmodels.plugin.session import CASE_RECORD_KEY, existing_session, plugin_session
 from pytest_hfmodels.plugin.xdist import DistDefault, XdistHooks
-
-# Fixtures are found as attributes of the plugin module: those of `fixtures`, as stand-ins read
-# from its source, so that `fixtures` (and all it imports) loads only when a test uses one.
-globals().update(lazy_fixtures("pytest_hfmodels.plugin.fixtures", Path(__file__).with_name("fixtures.py")))
 
 SUITE_PATH = Path(__file__).parent.parent / "suite" / "test_models.py"
 #: the marks every case carries; made once, as a mark per case costs more than the rest of its param

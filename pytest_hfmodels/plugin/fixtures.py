@@ -3,24 +3,30 @@
 `hf_case` is parametrized by the plugin with the selected cases; the others build on it:
 hf_device -> hf_model_files / hf_model_path -> hf_runner. Anything that cannot run here
 (absent device, missing package, model offline and not cached) skips with a reason naming it.
+
+The plugin module exposes these fixtures, so this module loads in every pytest run of the
+environment: at load it imports only what the plugin has loaded already. Case records, model
+sources and the runner pool load when a fixture first runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_hfmodels.cases.expand import Case
-from pytest_hfmodels.cases.hardware import Device, Hardware
 from pytest_hfmodels.errors import DependencyMissingError, HardwareUnavailableError, ModelUnavailableError
-from pytest_hfmodels.execution.case_record import CaseRecord
-from pytest_hfmodels.execution.pool import torch_model_of
 from pytest_hfmodels.modes import MODES
 from pytest_hfmodels.plugin.session import CASE_RECORD_KEY, PluginSession, plugin_session
-from pytest_hfmodels.runners import Runner
-from pytest_hfmodels.sources.resolve import ModelFiles
+
+if TYPE_CHECKING:
+    from pytest_hfmodels.cases.expand import Case
+    from pytest_hfmodels.cases.hardware import Device, Hardware
+    from pytest_hfmodels.execution.case_record import CaseRecord
+    from pytest_hfmodels.runners import Runner
+    from pytest_hfmodels.sources.resolve import ModelFiles
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +43,8 @@ def hf_hardware(hf_session: PluginSession) -> Hardware:
 @pytest.fixture
 def hf_case(request: pytest.FixtureRequest) -> Case:
     """The generated case: registry entry, mode and device label."""
+    from pytest_hfmodels.execution.case_record import CaseRecord
+
     case: Case = request.param
     if case.grain != "model":  # a row says how a model ran in a mode: a folder's test has no mode
         request.node.stash[CASE_RECORD_KEY] = CaseRecord(case)
@@ -139,6 +147,8 @@ def hf_runner(
 
 
 def _parameter_count(runner: Runner) -> int | None:
+    from pytest_hfmodels.execution.pool import torch_model_of
+
     model = torch_model_of(runner)
     if model is None:
         return None

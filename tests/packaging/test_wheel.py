@@ -86,3 +86,44 @@ def test_the_installed_cli_lists_the_registries(installed: Path, tmp_path: Path)
     )
     listed = {line.split()[1] for line in result.stdout.splitlines()[1:]}
     assert listed == BUILTIN_FAMILIES
+
+
+# A user's one-test project recording how the installed package's modules were loaded: through
+# pytest's assertion rewriter (`AssertionRewritingHook`) or from their bytecode.
+LOADERS_TEST = """
+import json, sys
+
+def test_loaders():
+    import pytest_hfmodels.errors, pytest_hfmodels.suite
+    names = ["pytest_hfmodels", "pytest_hfmodels.plugin", "pytest_hfmodels.errors",
+             "pytest_hfmodels.plugin.options", "pytest_hfmodels.plugin.fixtures", "pytest_hfmodels.suite"]
+    loaded = {name: type(sys.modules[name].__loader__).__name__ for name in names if name in sys.modules}
+    with open("loaders.json", "w") as out:
+        json.dump(loaded, out)
+"""
+
+
+def test_the_installed_package_loads_from_bytecode_where_pytest_would_rewrite_it(
+    installed: Path, tmp_path: Path
+) -> None:
+    """pytest marks every module of a plugin's distribution for assertion rewriting and, without a
+    bytecode cache, rewrites them again in every run. The package's `__init__` shows the mark (it
+    is rewritten: it imports first); it takes the rest back, all but the generated suite, whose
+    asserts users read."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_loaders.py").write_text(LOADERS_TEST)
+    env = {**os.environ, "PYTHONPATH": str(installed), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_loaders.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    loaded = json.loads((tmp_path / "loaders.json").read_text())
+    rewritten = {name for name, loader in loaded.items() if loader == "AssertionRewritingHook"}
+    assert rewritten == {"pytest_hfmodels", "pytest_hfmodels.suite"}, loaded
+    assert loaded["pytest_hfmodels.plugin"] == loaded["pytest_hfmodels.plugin.options"] == "SourceFileLoader"
+    # pip compiled the modules when it installed them: SourceFileLoader reads that bytecode
+    assert (installed / "pytest_hfmodels" / "plugin" / "__pycache__").is_dir()
