@@ -27,7 +27,8 @@ from pytest_hfmodels.errors import ResultsError
 if TYPE_CHECKING:
     import duckdb
 
-_SOURCE = "merge_source"
+#: the alias of the i-th source, attached for the whole merge
+_SOURCE = "merge_source_{}"
 # Tables whose rows belong to a run: copied with the run id remapped.
 _RUN_TABLES = ("hardware_compatibility", "performance_results")
 
@@ -53,14 +54,14 @@ def _quoted(names: Sequence[str], prefix: str = "") -> str:
     return ", ".join(f'{prefix}"{name}"' for name in names)
 
 
-def _check_one_row_per_case(con: duckdb.DuckDBPyConnection, source: Path, table: str) -> None:
+def _check_one_row_per_case(con: duckdb.DuckDBPyConnection, source: Path, alias: str, table: str) -> None:
     """Refuse a source run with two rows of one case: no index keeps (run_id, case_id) unique.
 
     Every run this package writes is checked before it is inserted (`store.insert_run`); this
     catches rows written into the source by other means, before any reaches the target.
     """
     repeated = con.execute(
-        f"""SELECT s.run_id, s.case_id FROM {_SOURCE}.{table} s JOIN run_map m ON s.run_id = m.old_id
+        f"""SELECT s.run_id, s.case_id FROM {alias}.{table} s JOIN run_map m ON s.run_id = m.old_id
             GROUP BY s.run_id, s.case_id HAVING count(*) > 1 LIMIT 1"""
     ).fetchone()
     if repeated:
@@ -69,15 +70,15 @@ def _check_one_row_per_case(con: duckdb.DuckDBPyConnection, source: Path, table:
         )
 
 
-def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
-    """Copy the attached source's runs, inside the caller's transaction."""
+def _merge_one(con: duckdb.DuckDBPyConnection, source: Path, alias: str) -> MergedSource:
+    """Copy the runs of `source`, attached as `alias`, inside the caller's transaction."""
     # Identifiers below come from our own schema, never from input; values travel as parameters.
-    total_row = con.execute(f"SELECT count(*) FROM {_SOURCE}.test_runs").fetchone()
+    total_row = con.execute(f"SELECT count(*) FROM {alias}.test_runs").fetchone()
     total = int(total_row[0]) if total_row else 0
     con.execute(
         f"""CREATE TEMP TABLE run_map AS
             SELECT run_id AS old_id, nextval('test_runs_id_seq') AS new_id
-            FROM (SELECT s.run_id FROM {_SOURCE}.test_runs s
+            FROM (SELECT s.run_id FROM {alias}.test_runs s
                   WHERE s.run_uid NOT IN (SELECT run_uid FROM test_runs)
                   ORDER BY s.started_at, s.run_id)"""
     )
@@ -85,22 +86,22 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
     con.execute(
         f"""INSERT INTO test_runs (run_id, {_quoted(run_columns)})
             SELECT m.new_id, {_quoted(run_columns, "s.")}
-            FROM {_SOURCE}.test_runs s JOIN run_map m ON s.run_id = m.old_id"""
+            FROM {alias}.test_runs s JOIN run_map m ON s.run_id = m.old_id"""
     )
     for table, key in (("models", "model_id"), ("hardware_platforms", "hardware_key")):
         columns = _columns(con, table)
         updates = ", ".join(f'"{c}" = coalesce(EXCLUDED."{c}", {table}."{c}")' for c in columns if c != key)
         con.execute(
-            f"""INSERT INTO {table} ({_quoted(columns)}) SELECT {_quoted(columns)} FROM {_SOURCE}.{table}
+            f"""INSERT INTO {table} ({_quoted(columns)}) SELECT {_quoted(columns)} FROM {alias}.{table}
                 ON CONFLICT ({key}) DO UPDATE SET {updates}"""
         )
     for table in _RUN_TABLES:
-        _check_one_row_per_case(con, source, table)
+        _check_one_row_per_case(con, source, alias, table)
         columns = [name for name in _columns(con, table) if name != "run_id"]
         con.execute(
             f"""INSERT INTO {table} (run_id, {_quoted(columns)})
                 SELECT m.new_id, {_quoted(columns, "s.")}
-                FROM {_SOURCE}.{table} s JOIN run_map m ON s.run_id = m.old_id"""
+                FROM {alias}.{table} s JOIN run_map m ON s.run_id = m.old_id"""
         )
     # Conversion attempts: an attempt is the same one when its model, file, time and hash agree
     # (merging twice adds nothing); it gets a new id here. The same successful conversion seen
@@ -109,13 +110,13 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
     con.execute(
         f"""UPDATE onnx_conversions c SET use_count = greatest(c.use_count, s.use_count),
                 last_used = greatest(c.last_used, s.last_used)
-            FROM {_SOURCE}.onnx_conversions s
+            FROM {alias}.onnx_conversions s
             WHERE c.model_id = s.model_id AND c.onnx_path = s.onnx_path
                   AND c.conversion_time = s.conversion_time AND c.sha256 IS NOT DISTINCT FROM s.sha256"""
     )
     con.execute(
         f"""INSERT INTO onnx_conversions ({_quoted(attempt_columns)})
-            SELECT {_quoted(attempt_columns, "s.")} FROM {_SOURCE}.onnx_conversions s
+            SELECT {_quoted(attempt_columns, "s.")} FROM {alias}.onnx_conversions s
             WHERE NOT EXISTS (
                 SELECT 1 FROM onnx_conversions c
                 WHERE c.model_id = s.model_id AND c.onnx_path = s.onnx_path
@@ -132,7 +133,7 @@ def _merge_one(con: duckdb.DuckDBPyConnection, source: Path) -> MergedSource:
     )
     con.execute(
         f"""INSERT INTO onnx_hub_files ({_quoted(hub_columns)})
-            SELECT {_quoted(hub_columns)} FROM {_SOURCE}.onnx_hub_files
+            SELECT {_quoted(hub_columns)} FROM {alias}.onnx_hub_files
             ON CONFLICT (model_id, onnx_path) DO UPDATE SET {updates}"""
     )
     added_row = con.execute("SELECT count(*) FROM run_map").fetchone()
@@ -183,21 +184,30 @@ def _merge_all(sources: Sequence[Path], path: Path, into: Path, lock_timeout_s: 
     merged: list[MergedSource] = []
     con = open_database(path, lock_timeout_s=lock_timeout_s)
     try:
+        # Every source attached before the transaction and detached after it (closing the
+        # connection detaches them): DuckDB 2.0.0 refuses to detach, and 1.4 to attach again
+        # under one name, a database the open transaction has read.
+        # A file named twice is attached once (DuckDB attaches a file under one name only); its
+        # second merge finds every run present.
+        attached: dict[Path, str] = {}
+        for source in sources:
+            if source.resolve() in attached:
+                continue
+            alias = attached[source.resolve()] = _SOURCE.format(len(attached))
+            try:
+                con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(source)])
+            except duckdb.Error as exc:
+                raise ResultsError(f"{source}: cannot attach: {exc}") from exc
+        aliases = [attached[source.resolve()] for source in sources]
         con.execute("BEGIN TRANSACTION")
         try:
-            for source in sources:
+            for source, alias in zip(sources, aliases, strict=True):
                 try:
-                    con.execute(f"ATTACH ? AS {_SOURCE} (READ_ONLY)", [str(source)])
-                except duckdb.Error as exc:
-                    raise ResultsError(f"{source}: cannot attach: {exc}") from exc
-                try:
-                    merged.append(_merge_one(con, source))
+                    merged.append(_merge_one(con, source, alias))
                 except duckdb.Error as exc:
                     raise ResultsError(f"{source}: could not merge into {into}: {exc}") from exc
-                con.execute(f"DETACH {_SOURCE}")
             con.execute("COMMIT")
         except BaseException:
-            # Closing the connection below drops the attached source of a failed step.
             rollback(con)
             raise
     finally:

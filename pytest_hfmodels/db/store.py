@@ -16,7 +16,6 @@ duckdb and pyarrow are imported inside functions: the recorder imports this modu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import warnings
@@ -130,20 +129,11 @@ def _connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
     """A connection whose default database is the file at `path`, attached for bulk inserts."""
     import duckdb
 
-    # A literal: DuckDB before 1.2 takes no parameter in ATTACH.
-    file = "'" + str(path).replace("'", "''") + "'"
     con = duckdb.connect()
     try:
-        try:
-            con.execute(f"ATTACH {file} AS {_ATTACHED_AS} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
-        except duckdb.BinderException as exc:
-            if "row_group_size" not in str(exc).lower():
-                raise
-            # DuckDB before 1.2 has no such option: its default row groups, and COMMIT writes them.
-            con.execute(f"ATTACH {file} AS {_ATTACHED_AS}")
+        con.execute(f"ATTACH ? AS {_ATTACHED_AS} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})", [str(path)])
         con.execute(f"USE {_ATTACHED_AS}")
-        with contextlib.suppress(duckdb.CatalogException):  # a setting DuckDB 1.1 does not have
-            con.execute("SET write_buffer_row_group_count = 1")
+        con.execute("SET write_buffer_row_group_count = 1")
     except BaseException:
         con.close()
         raise

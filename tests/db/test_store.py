@@ -526,8 +526,8 @@ def test_merge_remaps_run_ids_keeps_hosts_and_is_idempotent(tmp_path: Path) -> N
     write_run(b, environment("node-b"), [make_row("x", status="fail", hardware="cuda")])
     record_conversion(b, OnnxConversion("org/bert-tiny", "model.onnx", True))
 
-    merged = merge_databases([a, b], into)
-    assert [(m.runs_added, m.runs_already_present) for m in merged] == [(2, 0), (1, 0)]
+    merged = merge_databases([a, b, a], into)  # a file named twice adds its runs once
+    assert [(m.runs_added, m.runs_already_present) for m in merged] == [(2, 0), (1, 0), (0, 2)]
     again = merge_databases([a, b], into)
     assert [m.runs_added for m in again] == [0, 0]
     con = duckdb.connect(str(into), read_only=True)
@@ -541,6 +541,17 @@ def test_merge_remaps_run_ids_keeps_hosts_and_is_idempotent(tmp_path: Path) -> N
     con.close()
     assert runs == [(1, "node-a"), (2, "node-a"), (3, "node-b")]
     assert cases == [("node-a", "x", "cpu"), ("node-a", "y", "cpu"), ("node-b", "x", "cuda")]
+
+
+def test_paths_with_quotes_are_written_and_merged(tmp_path: Path) -> None:
+    """The writer and the merge attach files by path: any character a folder's name may hold."""
+    folder = tmp_path / "it's a 'team' folder"
+    folder.mkdir()
+    source, into = folder / "node's.duckdb", folder / "all'.duckdb"
+    write_run(source, environment("node-a"), [make_row("x")])
+    [merged] = merge_databases([source], into)
+    assert merged.runs_added == 1
+    assert count(into, "SELECT count(*) FROM hardware_compatibility") == 1
 
 
 def test_merge_refuses_a_missing_source_and_itself(tmp_path: Path) -> None:

