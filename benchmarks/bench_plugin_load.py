@@ -11,7 +11,9 @@ in the machine's load hits both sides), and reports medians:
 Wall time is what a user waits; CPU time (the process and its children: user + system) is shown
 beside it because on a shared machine it moves much less with the others' load, and the ratio of
 the fastest CPU times last, as the reading least disturbed by that load. Ends with one JSON line
-of the figures (medians in ms; ratios plugin / without, of wall and of CPU time).
+of the figures (medians in ms; ratios plugin / without, of wall and of CPU time). Where valgrind
+is installed, the instructions each side executes are counted too, once: a cost this machine's
+load cannot blur (it does not weigh what the instructions wait for, the disk or the caches).
 
 The plugin is measured as a user installs it: the wheel built from this checkout, installed
 with `pip install --no-deps --target` into a temporary folder put first on PYTHONPATH (pip
@@ -25,6 +27,7 @@ cache, so what is not already compiled is compiled (and rewritten) in every run.
 runs every side with a cache in a temporary folder (PYTHONPYCACHEPREFIX) instead.
 
     .venv/bin/python benchmarks/bench_plugin_load.py [--repeats 11] [--editable] [--bytecode-cache]
+        [--only suite,control]
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -58,6 +63,20 @@ def install_wheel(folder: Path) -> Path:
     return site
 
 
+def instructions(args: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Instructions a fresh interpreter running `args` executes, with every process it starts, as
+    valgrind counts them (cachegrind without its cache model): the same count for the same work
+    whatever else the machine runs, where times on a shared 2-core VM move by +-8% (the A/A rows)."""
+    valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes"]
+    command = [*valgrind, "--cachegrind-out-file=/dev/null", sys.executable, *args]
+    # One hash seed on both sides: sets and dicts of strings then iterate, and cost, the same.
+    seeded = {**env, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, cwd=cwd, env=seeded, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"valgrind {args}: exit {done.returncode}: {done.stderr[-800:]}")
+    return sum(int(count.replace(",", "")) for count in re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr))
+
+
 def once(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall ms and CPU ms (with its children, xdist's workers) of a fresh interpreter running `args`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -77,6 +96,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--bytecode-cache", action="store_true", help="Python, pytest cache bytecode")
     parser.add_argument("--editable", action="store_true", help="this checkout, not the wheel")
+    parser.add_argument("--no-valgrind", action="store_true", help="skip the instruction counts")
+    parser.add_argument("--only", help="comma-separated figure names: import,help,suite,...")
     options = parser.parse_args()
     repeats = options.repeats
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,13 +130,25 @@ def main() -> None:
             "control": ("A/A: without, twice", [*suite, *NO_PLUGIN], [*suite, *NO_PLUGIN]),
             "control_n2": ("A/A: -n 2 without", [*suite_n2, *NO_PLUGIN], [*suite_n2, *NO_PLUGIN]),
         }
+        if options.only:
+            chosen = options.only.split(",")
+            if unknown := sorted(set(chosen) - set(pairs)):
+                raise SystemExit(f"--only: no figure named {', '.join(unknown)}; known: {', '.join(pairs)}")
+            pairs = {name: pair for name, pair in pairs.items() if name in chosen}
         for _, without, with_plugin in pairs.values():  # warm the page cache and the bytecode caches
             once(without, project, env), once(with_plugin, project, env)
         samples: dict[str, tuple[list[tuple[float, float]], ...]] = {name: ([], []) for name in pairs}
-        for _ in range(repeats):
+        for repeat in range(repeats):
             for name, (_, without, with_plugin) in pairs.items():
-                samples[name][0].append(once(without, project, env))
-                samples[name][1].append(once(with_plugin, project, env))
+                # Each side first every other time: a run slowed by the one before it (xdist's
+                # workers still exiting, caches just filled) costs both sides alike.
+                for side in (0, 1) if repeat % 2 == 0 else (1, 0):
+                    samples[name][side].append(once((without, with_plugin)[side], project, env))
+        counted: dict[str, tuple[int, int]] = {}
+        if shutil.which("valgrind") and not options.no_valgrind:
+            for name in [name for name in ("help", "suite", "suite_n2") if name in pairs]:
+                _, without, with_plugin = pairs[name]
+                counted[name] = instructions(without, project, env), instructions(with_plugin, project, env)
 
     figures: dict[str, float | bool] = {"bytecode_cache": bytecode == "bytecode cached"}
     figures["editable"] = options.editable
@@ -137,6 +170,14 @@ def main() -> None:
         fastest = min(sample[1] for sample in with_plugin) / min(sample[1] for sample in without)
         figures[f"{name}_cpu_min_ratio"] = round(fastest, 3)
         print(f"{line}{fastest:>14.2f}x")
+    if counted:
+        print("instructions executed, every process (valgrind; the same for the same work)")
+        print(f"{'':<22}{'without':>14}{'with':>14}{'ratio':>8}")
+        for name, (base_count, plugin_count) in counted.items():
+            ratio = plugin_count / base_count
+            figures[f"{name}_instructions_ratio"] = round(ratio, 3)
+            counts = f"{base_count / 1e6:>13,.0f}M{plugin_count / 1e6:>13,.0f}M"
+            print(f"{pairs[name][0]:<22}{counts}{ratio:>7.3f}x")
     print("import: `import pytest` against `import pytest, pytest_hfmodels.plugin`; A/A: the one-test")
     print("suite without the plugin on both sides (and with -n 2): its ratio is this machine's noise")
     print(json.dumps(figures))
