@@ -148,7 +148,11 @@ class RunRows:
         self._pending = {}
 
     def table(self) -> pa.Table:
-        """Every case's row as one table, in case id order (what `rows_table` of the sorted rows gives)."""
+        """Every case's row as one table, about in the order the cases finished.
+
+        Not sorted: nothing reads a run's rows in stored order (every query orders its own), and
+        sorting 100k rows by case id took 54 ms of the session-end store (of 0.56 s here).
+        """
         import pyarrow as pa
 
         parts = [*self._batches, rows_table(self._pending.values())]
@@ -158,7 +162,7 @@ class RunRows:
             for index in self._replaced:
                 keep[index] = False
             table = table.filter(pa.array(keep))
-        return table.sort_by("case_id")
+        return table
 
 
 def scrub_text_array(array: pa.Array, secrets: Sequence[str] | None = None) -> pa.Array:
