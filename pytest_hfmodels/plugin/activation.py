@@ -3,11 +3,11 @@
 Installed, the plugin loads into every pytest run of the environment, most of which never touch a
 model. The modules such a run loads import only constants and each other (the fixtures import
 the runner pool, the model sources and case records when they first run) and load from the
-bytecode pip compiled (`pytest_hfmodels._leave_pytests_rewriting`). The plugin does its work (hardware detection, case
-expansion, scheduling by model under xdist) only when the run asks for it (`plugin_asked`): a
-`--hf-*` option given on the command line (or through `PYTEST_ADDOPTS`, `addopts`), or an `hf_*`
-ini key set to something else than its default. A test requesting an `hf_*` fixture asks too,
-later and on its own: the fixtures make the session when they first run
+bytecode pip compiled (`pytest_hfmodels._leave_pytests_rewriting`). The plugin does its work
+(hardware detection, case expansion, scheduling by model under xdist) only when the run asks for
+it (`plugin_asked`): a `--hf-*` option given on the command line (or through `PYTEST_ADDOPTS`,
+`addopts`), or an `hf_*` ini key set to something else than its default. A test requesting an
+`hf_*` fixture asks too, later and on its own: the fixtures make the session when they first run
 (`session.plugin_session`). The recorder waits for a first row (`RowWatcher`).
 
 The answer costs a few `getoption` / `getini` look-ups: the names and defaults are those
