@@ -190,15 +190,16 @@ def _merge_all(sources: Sequence[Path], path: Path, into: Path, lock_timeout_s: 
         # A file named twice is attached once (DuckDB attaches a file under one name only); its
         # second merge finds every run present.
         attached: dict[Path, str] = {}
+        aliases: list[str] = []
         for source in sources:
-            if source.resolve() in attached:
-                continue
-            alias = attached[source.resolve()] = _SOURCE.format(len(attached))
-            try:
-                con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(source)])
-            except duckdb.Error as exc:
-                raise ResultsError(f"{source}: cannot attach: {exc}") from exc
-        aliases = [attached[source.resolve()] for source in sources]
+            resolved = source.resolve()
+            if resolved not in attached:
+                attached[resolved] = _SOURCE.format(len(attached))
+                try:
+                    con.execute(f"ATTACH ? AS {attached[resolved]} (READ_ONLY)", [str(source)])
+                except duckdb.Error as exc:
+                    raise ResultsError(f"{source}: cannot attach: {exc}") from exc
+            aliases.append(attached[resolved])
         con.execute("BEGIN TRANSACTION")
         try:
             for source, alias in zip(sources, aliases, strict=True):

