@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from pytest_hfmodels.db.environment import HF_TOKEN_PATTERN
-from pytest_hfmodels.db.spill import RUN_BATCH_ROWS, RunRows, rows_table
+from pytest_hfmodels.db.spill import RUN_BATCH_ROWS, RUN_CHUNK_ROWS, RunRows, rows_table
 from pytest_hfmodels.db.store import store_run
 from tests.db.test_store import environment
 from tests.results_helpers import make_row
@@ -26,7 +26,9 @@ def _arrivals(count: int) -> list:
     return rows
 
 
-@pytest.mark.parametrize("count", [10, RUN_BATCH_ROWS, 2 * RUN_BATCH_ROWS + 123])
+@pytest.mark.parametrize(
+    "count", [10, RUN_BATCH_ROWS, 2 * RUN_BATCH_ROWS + 123, RUN_CHUNK_ROWS + 2 * RUN_BATCH_ROWS + 9]
+)
 def test_rows_converted_as_they_arrive_make_the_table_of_the_last_rows(count: int) -> None:
     arrivals = _arrivals(count)
     run_rows = RunRows()
@@ -38,6 +40,14 @@ def test_rows_converted_as_they_arrive_make_the_table_of_the_last_rows(count: in
     table = run_rows.table().sort_by("case_id")  # stored in no particular order
     assert table.equals(expected)
     assert table.column("status")[0].as_py() == "skip"  # case-00000's third row
+
+
+def test_converted_batches_are_joined_into_chunks_while_the_run_goes() -> None:
+    run_rows = RunRows()
+    for i in range(RUN_CHUNK_ROWS + RUN_BATCH_ROWS + 1):
+        run_rows.put(make_row(f"c{i:05d}"))
+    chunks = [len(chunk) for chunk in run_rows.table().column("case_id").chunks]
+    assert chunks == [RUN_CHUNK_ROWS, RUN_BATCH_ROWS, 1]
 
 
 def test_a_token_in_a_row_is_scrubbed_in_every_batch() -> None:

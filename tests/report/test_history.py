@@ -61,9 +61,11 @@ def test_the_slowed_case_trends_over_three_runs_and_its_regression_starts_in_the
     assert [p.run_id for p in trend.points] == ids
     assert [p.git_commit for p in trend.points] == list(runs.COMMITS)
     assert trend.regression_start == 2 and 2 in trend.steps_up
-    # A case measured the same each time is drawn too (the run has few cases), with no regression.
-    quiet = [t for t in report.trends if t.change == "" and t.case.scenario == "forward"]
-    assert quiet and all(len(t.points) == 3 for t in quiet)
+    # Every case the run measured is drawn (the run has few), not only those that moved: 20 forward
+    # cases, less the 4 BROKEN failed in the third run. Which way each one moved is not asserted: the
+    # timings are real, and a loaded machine can move an unchanged case past the threshold.
+    forward = [t for t in report.trends if t.case.scenario == "forward"]
+    assert len(forward) == 16 and all(len(t.points) == 3 for t in forward)
     text = render_markdown(report)
     row = next(
         line for line in text.splitlines() if line.startswith("| bert onnxruntime/cpu b1 s16 | regressed")
