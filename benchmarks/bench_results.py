@@ -51,8 +51,8 @@ from pytest_hfmodels.db.environment import RunEnvironment
 from pytest_hfmodels.db.spill import RunRows, rows_table
 from pytest_hfmodels.db.store import (
     ROW_GROUP_ROWS,
-    WRITER_SETTINGS,
     StoredRun,
+    connect_writer,
     insert_run,
     open_database,
     store_run,
@@ -174,21 +174,13 @@ def store_table(path: Path, environment: RunEnvironment, table: pa.Table) -> Non
         con.close()
 
 
-def duckdb_alone(path: Path, table: pa.Table, *, store_settings: bool = False) -> None:
+def duckdb_alone(path: Path, table: pa.Table, *, as_the_store: bool = False) -> None:
     """The baseline of an ingest: DuckDB taking rows already in Arrow, in one transaction.
 
-    `store_settings`: the file attached as `open_database` attaches it for writing (row groups
-    of ROW_GROUP_ROWS, each written as soon as it is full, the rows' order not kept) instead of
-    with DuckDB's defaults.
+    `as_the_store`: the file opened by the store's `connect_writer` (row groups of ROW_GROUP_ROWS,
+    each written as soon as it is full, the rows' order not kept) instead of with DuckDB's defaults.
     """
-    if store_settings:
-        con = duckdb.connect()
-        con.execute(f"ATTACH ? AS alone (ROW_GROUP_SIZE {ROW_GROUP_ROWS})", [str(path)])
-        con.execute("USE alone")
-        for setting in WRITER_SETTINGS:
-            con.execute(setting)
-    else:
-        con = duckdb.connect(str(path))
+    con = connect_writer(path) if as_the_store else duckdb.connect(str(path))
     try:
         con.register("arrow_table", table)
         con.execute("BEGIN TRANSACTION")
@@ -240,17 +232,17 @@ def measure_ingest(
     folder: Path, db: Path, base: RunEnvironment, runs: list[list[ResultRow]]
 ) -> dict[str, float]:
     """Median session-end `store_run` over `runs` into `db`, each run next to the DuckDB-alone baseline."""
-    alone_db, alone_grouped_db = folder / "duckdb-alone.duckdb", folder / "duckdb-alone-as-store.duckdb"
+    alone_db, alone_as_store_db = folder / "duckdb-alone.duckdb", folder / "duckdb-alone-as-store.duckdb"
     distinct = {id(rows): rows for rows in runs}  # the runs repeat two lists of rows
     tables = {key: rows_table(rows) for key, rows in distinct.items()}  # the baseline's input, untimed
-    for path in (alone_db, alone_grouped_db):
+    for path in (alone_db, alone_as_store_db):
         con = duckdb.connect(str(path))
         con.register("arrow_table", tables[id(runs[0])])
         con.execute("CREATE TABLE t AS SELECT * FROM arrow_table LIMIT 0")
         con.close()
     list_db = folder / "from-list.duckdb"
     open_database(list_db).close()  # schema creation is not part of ingest
-    ingest, arriving, from_list, alone, alone_grouped = [], [], [], [], []
+    ingest, arriving, from_list, alone, alone_as_store = [], [], [], [], []
     for run, rows in enumerate(runs):  # alternating, so a busy moment of the machine hits all of them
         put_s, run_rows = timed(partial(arrived, rows))  # while the run goes, a row per finished case
         arriving.append(put_s)
@@ -259,8 +251,8 @@ def measure_ingest(
         listed = partial(stored_run, list_db, replace(base, run_uid=f"list-{run}"), rows)
         from_list.append(timed(listed)[0])
         alone.append(timed(partial(duckdb_alone, alone_db, tables[id(rows)]))[0])
-        grouped = partial(duckdb_alone, alone_grouped_db, tables[id(rows)], store_settings=True)
-        alone_grouped.append(timed(grouped)[0])
+        as_store = partial(duckdb_alone, alone_as_store_db, tables[id(rows)], as_the_store=True)
+        alone_as_store.append(timed(as_store)[0])
         if run == 0:
             report_line(
                 f"first run, {len(rows)} rows (run {run_id}), at session end", seconds, alone[0],
@@ -278,9 +270,9 @@ def measure_ingest(
     )  # fmt: skip
     median_list = statistics.median(from_list)
     report_line("  store_run of a plain list (all converted at the end), median", median_list, median_alone)
-    median_grouped = statistics.median(alone_grouped)
+    median_as_store = statistics.median(alone_as_store)
     report_line(
-        f"  DuckDB alone, {ROW_GROUP_ROWS}-row groups, unordered (as the store)", median_grouped,
+        f"  DuckDB alone, {ROW_GROUP_ROWS}-row groups, unordered (as the store)", median_as_store,
         median_alone, "(against DuckDB's defaults)",
     )  # fmt: skip
     # The two phases of storing a list, in a database of their own: the measured one keeps --runs runs.
@@ -298,7 +290,7 @@ def measure_ingest(
         "rows_put_while_running_us_per_row": per_row_us,
         "ingest_100k_rows_from_list_s": median_list,
         "duckdb_alone_ingest_100k_rows_s": median_alone,
-        "duckdb_alone_store_settings_ingest_100k_rows_s": median_grouped,
+        "duckdb_alone_as_the_store_ingest_100k_rows_s": median_as_store,
     }
 
 

@@ -62,7 +62,7 @@ ROW_GROUP_ROWS = 16_384
 _ATTACHED_AS = "results"
 #: how a writer's connection inserts (see the module's docstring): each row group written as soon
 #: as it is full, and the rows' order not kept
-WRITER_SETTINGS = ("SET write_buffer_row_group_count = 1", "SET preserve_insertion_order = false")
+_WRITER_SETTINGS = ("SET write_buffer_row_group_count = 1", "SET preserve_insertion_order = false")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def open_database(
     pause = 0.02
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=True) if read_only else _connect_writer(path)
+            con = duckdb.connect(str(path), read_only=True) if read_only else connect_writer(path)
             break
         except duckdb.Error as exc:
             if not _is_lock_error(exc):
@@ -132,15 +132,19 @@ def open_database(
     return con
 
 
-def _connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
-    """A connection whose default database is the file at `path`, attached for bulk inserts."""
+def connect_writer(path: Path) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the file at `path`, attached for bulk inserts.
+
+    No lock wait and no migration: `open_database` adds those. Benchmarks open their baseline's
+    file with it, so the baseline is written as the store writes.
+    """
     import duckdb
 
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH ? AS {_ATTACHED_AS} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})", [str(path)])
         con.execute(f"USE {_ATTACHED_AS}")
-        for setting in WRITER_SETTINGS:
+        for setting in _WRITER_SETTINGS:
             con.execute(setting)
     except BaseException:
         con.close()
